@@ -267,7 +267,7 @@ class BatchedGame:
     # ----------------------------------------------------------------------------------------
     # views for networks
 
-    def _planes_bool(self) -> np.ndarray:
+    def planes(self) -> np.ndarray:
         """bool (N, 2, rows, cols): the mover's stones, then the opponent's."""
         cells = self._cell_bits  # (rows, cols)
         mine = (self.position[:, None, None] & cells) != 0
@@ -276,13 +276,28 @@ class BatchedGame:
 
     def observation(self) -> np.ndarray:
         """float32 (N, 2, rows, cols): plane 0 the mover's stones, plane 1 the opponent's."""
-        return self._planes_bool().astype(np.float32)
+        return self.planes().astype(np.float32)
 
     def tokens(self) -> np.ndarray:
         """int64 (N, rows*cols), row-major: 0 empty, 1 the mover's stone, 2 the opponent's."""
-        planes = self._planes_bool()
+        planes = self.planes()
         tokens = planes[:, 0].astype(np.int64) + 2 * planes[:, 1]
         return tokens.reshape(self.num_envs, -1)
+
+    def position_keys(self) -> list[tuple[int, int]]:
+        """One exact, hashable key per game: equal keys mean equal positions (same stones,
+        same side to move), whatever the move order — what an evaluation cache needs."""
+        return list(zip(self.position.tolist(), self.mask.tolist(), strict=True))
+
+    def symmetries(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The board symmetries under which the rules are unchanged, identity first.
+
+        Each is ``(cell_perm, action_perm)``: the transformed board's cell ``i`` (row-major) is
+        the original's ``cell_perm[i]`` and the transformed policy's action ``a`` is the
+        original's ``action_perm[a]``. Replay buffers use them to augment training data.
+        """
+        cells = np.arange(self.rows * self.cols)
+        return [(cells, np.arange(self.num_actions))]
 
     # ----------------------------------------------------------------------------------------
     # copies

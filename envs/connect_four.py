@@ -120,6 +120,12 @@ class ConnectFour(BatchedGame):
         actions[~can_move] = 0
         return actions
 
+    def symmetries(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Identity and the left-right mirror (gravity rules out the others)."""
+        grid = np.arange(self.rows * self.cols).reshape(self.rows, self.cols)
+        columns = np.arange(self.cols)
+        return [(grid.ravel(), columns), (grid[:, ::-1].ravel(), columns[::-1].copy())]
+
     def _check_reachable(self, all_stones: int) -> None:
         height = self.rows + 1
         for c in range(self.cols):

@@ -52,3 +52,13 @@ class TicTacToe(BatchedGame):
     def legal_mask(self) -> np.ndarray:
         empty = (self.mask[:, None] & CELL_BITS[None, :]) == 0  # (N, 9)
         return empty & ~self.terminated[:, None]
+
+    def symmetries(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The 8 symmetries of the square (actions are cells, so both permutations agree)."""
+        grid = np.arange(9).reshape(3, 3)
+        result = []
+        for flipped in (grid, grid.T):
+            for turns in range(4):
+                perm = np.rot90(flipped, turns).ravel().copy()
+                result.append((perm, perm))
+        return result

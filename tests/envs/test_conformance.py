@@ -179,3 +179,34 @@ def test_random_legal_actions_are_uniform() -> None:
 def test_bad_arguments(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("name", ["connect_four", "tictactoe"])
+def test_symmetries_map_games_to_games(name: str) -> None:
+    # Play random games; the same games played with every action permuted must end in the
+    # same results, and their boards must be the permuted boards.
+    rng = np.random.default_rng(7)
+    game = envs.make(name, 32)
+    symmetries = game.symmetries()
+    assert len(symmetries) == {"connect_four": 2, "tictactoe": 8}[name]
+    assert all((c == np.arange(len(c))).all() for c in symmetries[0]), "identity first"
+    mirrored = [envs.make(name, 32) for _ in symmetries]
+    inverse = [np.argsort(action_perm) for _, action_perm in symmetries]
+    while not game.terminated.all():
+        live = ~game.terminated
+        actions = game.random_legal_actions(rng)
+        game.step(actions, where=live)
+        for other, inv in zip(mirrored, inverse, strict=True):
+            other.step(np.where(live, inv[actions], 0), where=live)
+    planes = game.observation().reshape(32, 2, -1)
+    for other, (cell_perm, _) in zip(mirrored, symmetries, strict=True):
+        np.testing.assert_array_equal(other.winner, game.winner)
+        np.testing.assert_array_equal(
+            other.observation().reshape(32, 2, -1), planes[:, :, cell_perm]
+        )
+
+
+def test_position_keys_identify_transpositions() -> None:
+    a = envs.ConnectFour.from_moves(["1234", "3214", "1243"])
+    keys = a.position_keys()
+    assert keys[0] == keys[1] and keys[0] != keys[2]

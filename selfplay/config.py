@@ -1,0 +1,531 @@
+"""Training configuration: one frozen dataclass, YAML presets, CLI flags on top.
+
+`TrainConfig` holds every knob of a training run, CleanRL style: each field has a one-line
+docstring right below it, and those docstrings are the ``--help`` text of the CLI (Python drops
+them at runtime, so `field_docs` reads them back from this file's source with `ast`).
+
+A run's configuration is built in layers, and validated as a whole before anything starts::
+
+    preset YAML (selfplay/presets/<name>.yaml)  ->  --flags given on the command line
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(["--preset", "tictactoe", "--lr", "3e-3"]))
+
+Every bad value raises a one-line `ValueError` naming the field, the value and what is allowed;
+unknown keys are refused with a "did you mean" hint. Values arriving as strings (CLI flags, YAML
+scalars such as ``1e-3`` that PyYAML reads as text) are coerced to the field's type first.
+
+This module imports neither Ray nor torch: the CLI validates a config before paying for either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import itertools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ALGOS",
+    "DEVICES",
+    "GAMES",
+    "NETS",
+    "PRESETS",
+    "SEARCHES",
+    "WANDB_MODES",
+    "TrainConfig",
+    "add_arguments",
+    "config_from_args",
+    "config_from_dict",
+    "field_docs",
+    "load_preset",
+    "make_run_name",
+    "to_dict",
+]
+
+GAMES = ("connect_four", "tictactoe")
+ALGOS = ("alphazero",)  # "ppo" (league PPO through RLlib) comes later
+NETS = ("convnet", "transformer", "mlp")
+SEARCHES = ("gumbel", "puct")
+DEVICES = ("auto", "cpu", "cuda")
+# Kept in step with selfplay.tracking.WANDB_MODES (a test checks); not imported from there so
+# that building a config never imports tqdm or anything tracking grows to need.
+WANDB_MODES = ("online", "offline", "disabled")
+
+DEFAULT_PRESET = "connect_four"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs to know; see `field_docs` for each field's meaning."""
+
+    # --- what to learn ---
+    game: str = "connect_four"
+    """game to learn: connect_four or tictactoe"""
+    algo: str = "alphazero"
+    """training algorithm: alphazero (ppo is planned)"""
+
+    # --- network ---
+    net: str = "convnet"
+    """policy-value network: convnet, transformer or mlp"""
+    channels: int = 64
+    """convnet: channels of the residual tower"""
+    blocks: int = 4
+    """convnet: residual blocks"""
+    width: int = 128
+    """transformer: model width (embedding size); a multiple of heads"""
+    heads: int = 4
+    """transformer: attention heads"""
+    depth: int = 4
+    """transformer: number of blocks"""
+    hidden: int = 128
+    """mlp: hidden units per layer"""
+
+    # --- search ---
+    search: str = "gumbel"
+    """tree search in self-play: gumbel (sequential halving) or puct (AlphaZero)"""
+    simulations: int = 32
+    """search simulations per move in self-play"""
+    eval_simulations: int = 32
+    """search simulations per move when the evaluator plays the network"""
+    num_considered: int = 16
+    """gumbel: actions sampled at the root before sequential halving"""
+    c_puct: float = 1.25
+    """puct: exploration constant"""
+    dirichlet_alpha: float = 0.5
+    """puct: concentration of the Dirichlet noise added to the root priors"""
+    dirichlet_fraction: float = 0.25
+    """puct: share of Dirichlet noise in the root priors, in [0, 1]"""
+    temperature_moves: int = 10
+    """puct: plies sampled at temperature 1 at the start of each game, greedy after"""
+
+    # --- self-play actors ---
+    workers: int = 2
+    """self-play actors (Ray processes)"""
+    games_per_worker: int = 256
+    """games each actor plays at once, as one batch"""
+    moves_per_call: int = 8
+    """moves each actor plays per Ray call before handing back finished games"""
+
+    # --- learner ---
+    batch_size: int = 256
+    """positions per learner step"""
+    lr: float = 1e-3
+    """learning rate (AdamW)"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay"""
+    replay_size: int = 100_000
+    """positions kept in the replay buffer (oldest dropped first)"""
+    min_replay: int = 2_000
+    """positions in the replay buffer before the learner starts"""
+    max_sample_reuse: float = 4.0
+    """the learner trains at most this many times per generated position, on average"""
+    publish_every: int = 25
+    """learner steps between weight publications to the actors"""
+    augment: bool = True
+    """train on the board's symmetries (mirror images) too"""
+    device: str = "auto"
+    """learner device: auto (cuda when available), cpu or cuda"""
+    learner_threads: int = 0
+    """torch threads of the learner; 0 keeps torch's default"""
+
+    # --- budget ---
+    minutes: float = 30.0
+    """wall-clock budget of the run, in minutes"""
+    max_steps: int = 0
+    """stop after this many learner steps; 0 = no limit"""
+    seed: int = 0
+    """random seed of the run (actors derive their own from it)"""
+
+    # --- evaluation and checkpoints ---
+    eval_every_minutes: float = 5.0
+    """minutes between evaluations of the latest network"""
+    eval_games: int = 100
+    """games per opponent in each evaluation (seats alternated)"""
+    eval_opponents: str = "random,alphabeta:4,mcts:200"
+    """comma-separated player specs the network is rated against"""
+    checkpoint_every_minutes: float = 5.0
+    """minutes between checkpoints (one more is written at the end)"""
+
+    # --- tracking and infrastructure ---
+    wandb: str = "offline"
+    """Weights & Biases mode: online, offline or disabled"""
+    wandb_project: str = "selfplay"
+    """Weights & Biases project name"""
+    run_name: str = ""
+    """run name and directory under runs_dir; empty = generated from the preset and the time"""
+    runs_dir: str = "runs"
+    """directory that holds one sub-directory per run"""
+    ray_address: str = ""
+    """Ray cluster to join: empty starts Ray embedded, auto joins the local cluster"""
+
+    def __post_init__(self) -> None:
+        # Each field alone (type, then range), then the relations between fields.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            checked = _check_field(f.name, value)
+            if checked is not value:
+                # Ints given to float fields are stored as floats, so that equal configs compare
+                # and serialise equal.
+                object.__setattr__(self, f.name, checked)
+
+        if self.width % self.heads:
+            raise ValueError(
+                f"width must be a multiple of heads, got width {self.width} and heads {self.heads}"
+            )
+        if self.batch_size > self.replay_size:
+            raise ValueError(
+                f"batch_size must be <= replay_size ({self.replay_size}), got {self.batch_size}"
+            )
+        if self.min_replay > self.replay_size:
+            raise ValueError(
+                f"min_replay must be <= replay_size ({self.replay_size}), got {self.min_replay}"
+            )
+
+
+# Field name -> one of int, float, bool, str. Built from the annotations (strings, because of
+# ``from __future__ import annotations``), so adding a field needs no second edit here.
+_TYPES_BY_NAME = {"int": int, "float": float, "bool": bool, "str": str}
+_FIELD_KINDS: dict[str, type] = {
+    f.name: _TYPES_BY_NAME[str(f.type)] for f in dataclasses.fields(TrainConfig)
+}
+FIELD_NAMES: tuple[str, ...] = tuple(_FIELD_KINDS)
+
+
+# What each field accepts, beyond its type. Fields missing here accept any value of their type.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "game": GAMES,
+    "algo": ALGOS,
+    "net": NETS,
+    "search": SEARCHES,
+    "wandb": WANDB_MODES,
+}
+_INT_MIN: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "channels",
+            "blocks",
+            "width",
+            "heads",
+            "depth",
+            "hidden",
+            "simulations",
+            "eval_simulations",
+            "num_considered",
+            "workers",
+            "games_per_worker",
+            "moves_per_call",
+            "batch_size",
+            "replay_size",
+            "min_replay",
+            "publish_every",
+            "eval_games",
+        ),
+        1,
+    ),
+    **dict.fromkeys(("temperature_moves", "learner_threads", "max_steps", "seed"), 0),
+}
+_FLOAT_POSITIVE = frozenset(
+    (
+        "c_puct",
+        "dirichlet_alpha",
+        "lr",
+        "max_sample_reuse",
+        "minutes",
+        "eval_every_minutes",
+        "checkpoint_every_minutes",
+    )
+)
+_FLOAT_UNIT = frozenset(("dirichlet_fraction",))  # in [0, 1]
+_NON_EMPTY = frozenset(("wandb_project", "runs_dir"))
+
+
+def _allowed(name: str) -> str:
+    """What field ``name`` accepts, as the end of "<name> must be ..."."""
+    kind = _FIELD_KINDS[name]
+    if name in _CHOICES:
+        return f"one of {', '.join(_CHOICES[name])}"
+    if name == "device":
+        return "one of auto, cpu, cuda (or cuda:N)"
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return f"an integer >= {_INT_MIN[name]}" if name in _INT_MIN else "an integer"
+    if kind is float:
+        if name in _FLOAT_POSITIVE:
+            return "a number > 0"
+        if name in _FLOAT_UNIT:
+            return "a number in [0, 1]"
+        return "a number >= 0"
+    if name in _NON_EMPTY:
+        return "a non-empty string"
+    if name == "eval_opponents":
+        return "comma-separated player specs without empty items"
+    if name == "run_name":
+        return "empty or one directory name of letters, digits and ._+=-"
+    return "a string"
+
+
+def _check_field(name: str, value: Any) -> Any:
+    """``value`` if field ``name`` accepts it (an int made float for float fields); else raise."""
+    kind = _FIELD_KINDS[name]
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        # bool is a subclass of int, but `simulations: true` is a mistake, not 1.
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok and value >= _INT_MIN.get(name, value)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            if name in _FLOAT_POSITIVE:
+                ok = math.isfinite(value) and value > 0
+            elif name in _FLOAT_UNIT:
+                ok = 0.0 <= value <= 1.0
+            else:
+                ok = math.isfinite(value) and value >= 0
+    else:
+        ok = isinstance(value, str)
+        if ok and name in _CHOICES:
+            ok = value in _CHOICES[name]
+        elif ok and name == "device":
+            ok = re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is not None
+        elif ok and name in _NON_EMPTY:
+            ok = bool(value.strip())
+        elif ok and name == "eval_opponents":
+            ok = not value.strip() or all(spec.strip() for spec in value.split(","))
+        elif ok and name == "run_name":
+            # The run name becomes a directory: one path component, nothing that leaves runs_dir.
+            ok = not value or (
+                value not in (".", "..") and re.fullmatch(r"[\w.+=-]+", value) is not None
+            )
+    if not ok:
+        if name == "algo" and value == "ppo":
+            raise ValueError("algo must be one of alphazero (ppo is not available yet), got 'ppo'")
+        raise ValueError(f"{name} must be {_allowed(name)}, got {value!r}")
+    return value
+
+
+# --- coercion of text (CLI flags, YAML) to field types --------------------------------------
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """``value`` converted to field ``name``'s type where that is unambiguous; else unchanged.
+
+    Anything left unconverted is refused by `TrainConfig.__post_init__` with the field's message,
+    so this function never has to raise for a wrong type, only for unparsable text.
+    """
+    kind = _FIELD_KINDS[name]
+    if kind is bool:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"{name} must be true or false (or yes/no/on/off/1/0), got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+        return value
+    if kind is int:
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return int(text)  # also "100_000"
+            except ValueError:
+                pass
+            try:
+                number = float(text)  # "1e5"
+            except ValueError:
+                raise ValueError(f"{name} must be {_allowed(name)}, got {value!r}") from None
+            value = number
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                return float(value.strip())  # PyYAML reads "1e-3" (no dot) as a string
+            except ValueError:
+                raise ValueError(f"{name} must be {_allowed(name)}, got {value!r}") from None
+        return value
+    # str fields: YAML may turn `run_name: 2024` or `ray_address: 127.0.0.1` parts into numbers.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def config_from_dict(d: Mapping[str, Any], *, base: TrainConfig | None = None) -> TrainConfig:
+    """A validated `TrainConfig` from ``d``'s fields on top of ``base`` (default: the defaults).
+
+    Unknown keys are refused (with the closest field name as a hint); text values are coerced
+    to the field's type (``"32"`` -> 32, ``"1e-3"`` -> 0.001, ``"yes"`` -> True).
+    """
+    if not isinstance(d, Mapping):
+        raise ValueError(f"a config must be a mapping of field names to values, got {d!r}")
+    unknown = [key for key in d if key not in _FIELD_KINDS]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), FIELD_NAMES, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(f"unknown config key{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}")
+    values = to_dict(base) if base is not None else {}
+    values.update({key: _coerce(key, value) for key, value in d.items()})
+    return TrainConfig(**values)
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as a plain, JSON-able dict; ``config_from_dict(to_dict(c)) == c``."""
+    return dataclasses.asdict(config)
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+
+def _preset_files() -> dict[str, Any]:
+    folder = resources.files("selfplay") / "presets"
+    return {
+        entry.name.removesuffix(".yaml"): entry
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
+PRESETS: tuple[str, ...] = tuple(sorted(_preset_files()))
+"""Names of the presets shipped in ``selfplay/presets/*.yaml``."""
+
+
+def load_preset(name: str) -> TrainConfig:
+    """The validated config of preset ``name`` (``selfplay/presets/<name>.yaml``)."""
+    files = _preset_files()
+    if name not in files:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(sorted(files))}")
+    data = yaml.safe_load(files[name].read_text(encoding="utf-8")) or {}
+    try:
+        return config_from_dict(data)
+    except ValueError as error:
+        raise ValueError(f"preset {name}: {error}") from None
+
+
+def make_run_name(preset: str, when: datetime | None = None) -> str:
+    """A run name from the preset and the time, e.g. ``tictactoe-20250131-142501``."""
+    when = when or datetime.now()
+    return f"{preset}-{when:%Y%m%d-%H%M%S}"
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _field_docs() -> dict[str, str]:
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for statement, following in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def field_docs() -> dict[str, str]:
+    """Field name -> its docstring (read from the source: Python does not keep them)."""
+    return dict(_field_docs())
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset``, ``--resume`` and one ``--<field>`` flag per `TrainConfig` field.
+
+    Flags default to None (= not given) and take text: `config_from_args` converts and validates
+    them all at once, so a bad value gets the same one-line message as in a YAML preset.
+    """
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        help=f"starting configuration: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (or from a checkpoint file) where it stopped",
+    )
+    docs = field_docs()
+    defaults = TrainConfig()
+    metavars = {int: "INT", float: "X", str: "TEXT", bool: "BOOL"}
+    for f in dataclasses.fields(TrainConfig):
+        kind = _FIELD_KINDS[f.name]
+        default = getattr(defaults, f.name)
+        # argparse formats help with %; a literal % in a docstring must not break --help.
+        help_text = f"{docs.get(f.name, '')} (default: {default!r})".replace("%", "%%")
+        extra: dict[str, Any] = {}
+        metavar = metavars[kind]
+        if f.name in _CHOICES:
+            metavar = "{" + ",".join(_CHOICES[f.name]) + "}"
+        if kind is bool:
+            # `--augment` alone means true; `--augment no` spells false.
+            extra = {"nargs": "?", "const": "true"}
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            default=None,
+            metavar=metavar,
+            help=help_text,
+            **extra,
+        )
+
+
+def config_from_args(
+    args: argparse.Namespace, *, base: TrainConfig | Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """The config of a parsed command line: the preset (or ``base``), then every given flag.
+
+    ``base`` replaces the preset, e.g. with the config stored in a checkpoint when resuming, so
+    that flags (a longer ``--minutes``) apply on top of what the run was started with.
+    """
+    if base is None:
+        start = load_preset(getattr(args, "preset", None) or DEFAULT_PRESET)
+    elif isinstance(base, TrainConfig):
+        start = base
+    else:
+        start = config_from_dict(base)
+    given = {
+        name: value for name in FIELD_NAMES if (value := getattr(args, name, None)) is not None
+    }
+    try:
+        return config_from_dict(given, base=start)
+    except ValueError as error:
+        # Name the flag the user typed, not the Python field.
+        message = str(error)
+        for name in given:
+            if message.startswith(f"{name} "):
+                message = _flag(name) + message[len(name) :]
+                break
+        raise ValueError(message) from None

@@ -1,0 +1,292 @@
+"""Tests for selfplay.config: validation, presets, dict round trip, CLI flags, field docs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from selfplay import config as config_module
+from selfplay.config import (
+    PRESETS,
+    TrainConfig,
+    add_arguments,
+    config_from_args,
+    config_from_dict,
+    field_docs,
+    load_preset,
+    to_dict,
+)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    config = TrainConfig()
+    assert (config.game, config.algo, config.net, config.search) == (
+        "connect_four",
+        "alphazero",
+        "convnet",
+        "gumbel",
+    )
+    assert (config.channels, config.blocks, config.simulations) == (64, 4, 32)
+    assert (config.replay_size, config.min_replay, config.batch_size) == (100_000, 2_000, 256)
+    assert config.eval_opponents == "random,alphabeta:4,mcts:200"
+    assert config.wandb == "offline" and config.ray_address == "" and config.augment is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"simulations": 0}, "simulations must be an integer >= 1, got 0"),
+        ({"net": "cnn"}, "net must be one of convnet, transformer, mlp, got 'cnn'"),
+        ({"game": "chess"}, "game must be one of connect_four, tictactoe, got 'chess'"),
+        ({"algo": "ppo"}, "algo must be one of alphazero (ppo is not available yet)"),
+        ({"algo": "dqn"}, "algo must be one of alphazero, got 'dqn'"),
+        ({"search": "alphabeta"}, "search must be one of gumbel, puct"),
+        ({"wandb": "cloud"}, "wandb must be one of online, offline, disabled, got 'cloud'"),
+        ({"device": "tpu"}, "device must be one of auto, cpu, cuda"),
+        ({"workers": "abc"}, "workers must be an integer >= 1, got 'abc'"),
+        ({"workers": 1.5}, "workers must be an integer >= 1, got 1.5"),
+        ({"workers": True}, "workers must be an integer >= 1, got True"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"augment": "maybe"}, "augment must be true or false, got 'maybe'"),
+        ({"augment": 1}, "augment must be true or false, got 1"),
+        ({"lr": 0.0}, "lr must be a number > 0, got 0.0"),
+        ({"lr": float("nan")}, "lr must be a number > 0, got nan"),
+        ({"lr": "fast"}, "lr must be a number > 0, got 'fast'"),
+        ({"minutes": -1}, "minutes must be a number > 0, got -1.0"),
+        ({"weight_decay": -0.1}, "weight_decay must be a number >= 0, got -0.1"),
+        ({"dirichlet_fraction": 1.5}, "dirichlet_fraction must be a number in [0, 1], got 1.5"),
+        ({"max_sample_reuse": 0}, "max_sample_reuse must be a number > 0"),
+        ({"width": 130, "heads": 4}, "width must be a multiple of heads, got width 130"),
+        ({"batch_size": 512, "replay_size": 256, "min_replay": 10}, "batch_size must be <= "),
+        ({"min_replay": 5_000, "replay_size": 4_000}, "min_replay must be <= replay_size (4000)"),
+        ({"eval_opponents": "random,,mcts:200"}, "eval_opponents must be comma-separated"),
+        ({"run_name": "../escape"}, "run_name must be empty or one directory name"),
+        ({"run_name": ".."}, "run_name must be empty or one directory name"),
+        ({"wandb_project": " "}, "wandb_project must be a non-empty string"),
+        ({"ray_address": 6379}, "ray_address must be a string, got 6379"),
+    ],
+)
+def test_bad_values_are_refused_with_a_one_line_message(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**changes)  # type: ignore[arg-type]
+    text = str(info.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_valid_edge_values_are_accepted() -> None:
+    config = TrainConfig(
+        dirichlet_fraction=0.0,
+        temperature_moves=0,
+        max_steps=0,
+        learner_threads=0,
+        weight_decay=0.0,
+        device="cuda:1",
+        batch_size=100,
+        replay_size=100,
+        min_replay=100,
+        eval_opponents="",
+        run_name="c4-2024_01.v2",
+        width=96,
+        heads=3,
+    )
+    assert config.replay_size == config.batch_size == 100
+
+
+def test_ints_given_to_float_fields_are_stored_as_floats() -> None:
+    config = TrainConfig(lr=1, minutes=3)
+    assert isinstance(config.lr, float) and isinstance(config.minutes, float)
+    assert config == TrainConfig(lr=1.0, minutes=3.0)
+    assert json.dumps(to_dict(config)) == json.dumps(to_dict(TrainConfig(lr=1.0, minutes=3.0)))
+
+
+def test_config_is_frozen() -> None:
+    config = TrainConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 0.1  # type: ignore[misc]
+
+
+# --- dicts -----------------------------------------------------------------------------------
+
+
+def test_dict_round_trip_through_json() -> None:
+    config = TrainConfig(game="tictactoe", net="transformer", width=64, heads=2, augment=False)
+    data = json.loads(json.dumps(to_dict(config)))
+    assert set(data) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert config_from_dict(data) == config
+
+
+def test_config_from_dict_coerces_text() -> None:
+    config = config_from_dict(
+        {
+            "simulations": "64",
+            "replay_size": "100_000",
+            "min_replay": "1e3",
+            "lr": "1e-3",
+            "augment": "no",
+            "minutes": 2,
+            "run_name": 2024,
+        }
+    )
+    assert config.simulations == 64 and config.replay_size == 100_000
+    assert config.min_replay == 1000 and config.lr == pytest.approx(1e-3)
+    assert config.augment is False and config.minutes == 2.0 and config.run_name == "2024"
+
+
+@pytest.mark.parametrize("text", ["true", "Yes", "1", "on"])
+def test_boolean_spellings_true(text: str) -> None:
+    assert config_from_dict({"augment": text}).augment is True
+
+
+@pytest.mark.parametrize("text", ["false", "NO", "0", "off"])
+def test_boolean_spellings_false(text: str) -> None:
+    assert config_from_dict({"augment": text}).augment is False
+
+
+def test_unknown_keys_are_refused_with_a_suggestion() -> None:
+    with pytest.raises(ValueError, match=r"unknown config key: 'simulation' \(did you mean "):
+        config_from_dict({"simulation": 8})
+    with pytest.raises(ValueError) as info:
+        config_from_dict({"simulation": 8, "zzz": 1})
+    text = str(info.value)
+    assert "'simulations'" in text and "'zzz'" in text and text.startswith("unknown config keys")
+
+
+def test_config_from_dict_layers_on_a_base() -> None:
+    base = TrainConfig(game="tictactoe", net="mlp", minutes=3.0)
+    config = config_from_dict({"minutes": 10}, base=base)
+    assert config == dataclasses.replace(base, minutes=10.0)
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+
+def test_presets_are_listed_and_load() -> None:
+    assert set(PRESETS) >= {"connect_four", "tictactoe"}
+    for name in PRESETS:
+        assert isinstance(load_preset(name), TrainConfig)
+
+
+def test_connect_four_preset_is_the_defaults() -> None:
+    assert load_preset("connect_four") == TrainConfig()
+
+
+def test_tictactoe_preset() -> None:
+    config = load_preset("tictactoe")
+    assert config.game == "tictactoe" and config.net == "mlp" and config.search == "gumbel"
+    assert (config.simulations, config.workers, config.games_per_worker) == (32, 2, 128)
+    assert (config.batch_size, config.replay_size, config.min_replay) == (128, 20_000, 500)
+    assert config.lr == pytest.approx(2e-3)
+    assert (config.minutes, config.eval_every_minutes, config.checkpoint_every_minutes) == (
+        3.0,
+        1.0,
+        1.0,
+    )
+    assert config.eval_games == 100 and config.eval_opponents == "random,solver"
+
+
+def test_unknown_preset_lists_the_presets() -> None:
+    with pytest.raises(ValueError, match=r"unknown preset 'go19': choose one of connect_four, "):
+        load_preset("go19")
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def test_every_field_has_a_flag_defaulting_to_none() -> None:
+    args = parse()
+    for f in dataclasses.fields(TrainConfig):
+        assert getattr(args, f.name) is None
+    assert args.preset == "connect_four" and args.resume is None
+
+
+def test_flags_override_the_preset() -> None:
+    args = parse("--preset", "tictactoe", "--lr", "3e-3", "--eval-games", "10", "--augment", "no")
+    config = config_from_args(args)
+    assert config == dataclasses.replace(
+        load_preset("tictactoe"), lr=3e-3, eval_games=10, augment=False
+    )
+
+
+def test_bare_boolean_flag_means_true() -> None:
+    config = config_from_args(parse("--augment"))
+    assert config.augment is True
+    assert config_from_args(parse("--augment", "0")).augment is False
+
+
+def test_no_flags_gives_the_preset() -> None:
+    assert config_from_args(parse()) == load_preset("connect_four")
+    assert config_from_args(parse("--preset", "tictactoe")) == load_preset("tictactoe")
+
+
+def test_bad_flag_values_name_the_flag() -> None:
+    with pytest.raises(ValueError, match=r"^--simulations must be an integer >= 1, got 0$"):
+        config_from_args(parse("--simulations", "0"))
+    with pytest.raises(ValueError, match=r"^--augment must be true or false"):
+        config_from_args(parse("--augment", "maybe"))
+    with pytest.raises(ValueError, match=r"^--batch-size must be <= replay_size \(20000\)"):
+        config_from_args(parse("--preset", "tictactoe", "--batch-size", "30000"))
+    with pytest.raises(ValueError, match="unknown preset"):
+        config_from_args(parse("--preset", "nope"))
+
+
+def test_base_replaces_the_preset_when_resuming() -> None:
+    stored = to_dict(TrainConfig(game="tictactoe", net="mlp", minutes=3.0))
+    args = parse("--resume", "runs/x", "--minutes", "9")
+    config = config_from_args(args, base=stored)
+    assert config.game == "tictactoe" and config.net == "mlp" and config.minutes == 9.0
+    assert args.resume == "runs/x"
+
+
+def test_help_shows_field_docs_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="train")
+    add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--eval-simulations" in text
+    assert "search simulations per move in self-play (default: 32)" in text
+    assert "{convnet,transformer,mlp}" in text
+
+
+def test_field_docs_cover_every_field() -> None:
+    docs = field_docs()
+    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert all(text and "\n" not in text for text in docs.values())
+    assert docs["replay_size"].startswith("positions kept in the replay buffer")
+    docs["lr"] = "changed"  # a copy: the cached original must not change
+    assert field_docs()["lr"] != "changed"
+
+
+def test_wandb_modes_match_tracking() -> None:
+    from selfplay.tracking import WANDB_MODES
+
+    assert config_module.WANDB_MODES == WANDB_MODES
+
+
+def test_config_imports_neither_ray_nor_torch() -> None:
+    # The CLI validates the config before paying for Ray or torch.
+    code = (
+        "import sys, selfplay.config as c; c.load_preset('connect_four');"
+        "print(sorted(m for m in ('ray', 'torch', 'wandb') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
