@@ -17,6 +17,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_arena_arguments(arena)
 
+    train = sub.add_parser(
+        "train",
+        help="train an agent by self-play (Ray embedded or --ray-address auto; W&B offline)",
+        description="Train by self-play. Every config field is a flag; a preset gives the rest.",
+    )
+    from selfplay import config as config_module
+
+    config_module.add_arguments(train)
+    train.set_defaults(func=_run_train)
+
+    play = sub.add_parser("play", help="play a trained agent in the terminal")
+    play.add_argument("checkpoint", help="a run directory or a checkpoint file")
+    play.add_argument("--seat", choices=["first", "second"], default=None, help="your seat")
+    play.add_argument("--simulations", type=int, default=None, help="the agent's search budget")
+    play.set_defaults(func=_run_play)
+
     bench = sub.add_parser("bench", help="run a benchmark (prints a table, then one JSON line)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     from selfplay.benchmarks import env as bench_env
@@ -25,6 +41,45 @@ def _build_parser() -> argparse.ArgumentParser:
     bench_env.add_arguments(bench_sub.add_parser("env", help=bench_env.__doc__))
     bench_net.add_arguments(bench_sub.add_parser("net", help=bench_net.__doc__))
     return parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from selfplay.config import config_from_args, make_run_name
+
+    if args.resume:
+        from selfplay.checkpoint import find_checkpoint, load_checkpoint
+
+        checkpoint = load_checkpoint(find_checkpoint(args.resume))
+        cfg = config_from_args(args, base=checkpoint.config)  # all checks before Ray starts
+    else:
+        cfg = config_from_args(args)
+        if not cfg.run_name:
+            from dataclasses import replace
+
+            cfg = replace(cfg, run_name=make_run_name(args.preset))
+    from selfplay.alphazero import train
+
+    summary = train(cfg, resume=args.resume)
+    print(
+        f"run {summary['run_dir']}: {int(summary['step'])} learner steps, "
+        f"{int(summary['games'])} games, {int(summary['positions'])} positions in "
+        f"{summary['seconds'] / 60:.1f} min"
+    )
+    for entry in summary["elo_history"][-1:]:
+        scores = ", ".join(
+            f"{k.removeprefix('eval/score_vs_')} {100 * v:.0f}%"
+            for k, v in entry.items()
+            if k.startswith("eval/score_vs_")
+        )
+        elo = entry.get("eval/elo")
+        print(f"last evaluation: score {scores}" + (f"; Elo {elo:.0f}" if elo is not None else ""))
+    return 0
+
+
+def _run_play(args: argparse.Namespace) -> int:
+    from selfplay.play import run
+
+    return run(args)
 
 
 def _add_arena_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,665 @@
+"""AlphaZero self-play on Ray, top to bottom in one file.
+
+Roles (see ../shared/ARCHITECTURE.md):
+
+- ``SelfPlayWorker`` (Ray actor, one CPU): G games in flight as one batched core, one batched
+  search per move (one network call per simulation for all G games), finished games turned into
+  training positions with the final result as the value target.
+- the learner (this process; the GPU when there is one): samples the replay buffer (with board
+  symmetries), trains the network, publishes weights with ``ray.put`` every few steps.
+- ``EvalWorker`` (Ray actor): plays the latest weights against the baseline players and earlier
+  snapshots; the results accumulate into one table fitted to Elo (random = 0).
+
+Asynchronous: each worker always has its next call queued, with the newest weights at the time
+it was queued, so workers never wait for the learner; the learner waits only when it would train
+more than ``max_sample_reuse`` times per generated position. Workers that die are restarted by
+Ray (``max_restarts``) and their lost call is resubmitted: the run goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import envs
+from agents.evaluator import NetworkEvaluator
+from agents.networks import (
+    ConvNetConfig,
+    MLPConfig,
+    NetworkConfig,
+    PolicyValueNet,
+    TransformerConfig,
+    build_network,
+)
+from agents.search import BatchedMCTS, SearchConfig, SearchPlayer
+from selfplay.config import TrainConfig, to_dict
+from selfplay.ratings import MatchResults, fit_elo
+from selfplay.replay import ReplayBuffer, planes_to_tokens
+
+SNAPSHOT_PREFIX = "snapshot/"
+REPLAY_WINDOW = 50_000  # newest positions a checkpoint keeps (a resumed run starts warm)
+
+
+# ------------------------------------------------------------------------------------------
+# building blocks shared by workers, learner, evaluator and `load_player`
+
+
+def network_config(cfg: TrainConfig) -> NetworkConfig:
+    """The network the config names, shaped for the config's game."""
+    game = envs.make(cfg.game, 1)
+    shape = {"rows": game.rows, "cols": game.cols, "num_actions": game.num_actions}
+    if cfg.net == "convnet":
+        return ConvNetConfig(**shape, channels=cfg.channels, blocks=cfg.blocks)
+    if cfg.net == "transformer":
+        return TransformerConfig(**shape, width=cfg.width, heads=cfg.heads, depth=cfg.depth)
+    return MLPConfig(**shape, hidden=(cfg.hidden, cfg.hidden))
+
+
+def search_config(cfg: TrainConfig, *, evaluation: bool = False) -> SearchConfig:
+    return SearchConfig(
+        num_simulations=cfg.eval_simulations if evaluation else cfg.simulations,
+        algorithm=cfg.search,
+        c_puct=cfg.c_puct,
+        dirichlet_alpha=cfg.dirichlet_alpha,
+        dirichlet_fraction=cfg.dirichlet_fraction,
+        num_considered=cfg.num_considered,
+    )
+
+
+def net_inputs(net: PolicyValueNet, planes: np.ndarray) -> torch.Tensor:
+    """Bool planes (B, 2, rows, cols) -> what ``net`` reads (float planes or int tokens)."""
+    if net.input_kind == "tokens":
+        return torch.from_numpy(planes_to_tokens(planes))  # (B, T)
+    return torch.from_numpy(planes.astype(np.float32))  # (B, 2, rows, cols)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use cpu or auto")
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------------------------------
+# self-play
+
+
+class SelfPlayWorker:
+    """G games of self-play with batched search (a plain class; Ray wraps it as an actor)."""
+
+    def __init__(
+        self, cfg: Mapping[str, Any], index: int, *, threads: int = 1, cache_size: int = 0
+    ) -> None:
+        from selfplay.config import config_from_dict
+
+        self.cfg = config_from_dict(cfg)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.index = index
+        G = self.cfg.games_per_worker
+        self.game = envs.make(self.cfg.game, G, auto_reset=True)
+        net = build_network(network_config(self.cfg))
+        self.evaluator = NetworkEvaluator(net, cache_size=cache_size, example_batch=G)
+        self.mcts = BatchedMCTS(
+            self.evaluator, search_config(self.cfg), seed=self.cfg.seed * 1000 + index
+        )
+        self.version = -1
+        T, A = self.game.max_moves, self.game.num_actions
+        shape = (G, T, 2, self.game.rows, self.game.cols)
+        self.hist_planes = np.zeros(shape, bool)  # (G, T, 2, rows, cols)
+        self.hist_legal = np.zeros((G, T, A), bool)  # (G, T, A)
+        self.hist_policy = np.zeros((G, T, A), np.float32)  # (G, T, A)
+        self.hist_mover = np.zeros((G, T), np.int64)  # (G, T)
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def set_weights(self, weights: Mapping[str, torch.Tensor], version: int) -> None:
+        self.evaluator.set_weights(weights)
+        self.version = version
+
+    def play(self, weights: list[Any], version: int, num_moves: int) -> dict[str, Any]:
+        """Play ``num_moves`` moves in every game; return the finished games' positions.
+
+        ``weights`` is ``[object_ref]`` (a list, so Ray hands over the reference unresolved
+        and the worker fetches the weights only when ``version`` is new).
+        """
+        if version != self.version:
+            import ray
+
+            state = weights[0]
+            self.set_weights(ray.get(state) if isinstance(state, ray.ObjectRef) else state, version)
+        return self.play_moves(num_moves)
+
+    def play_moves(self, num_moves: int) -> dict[str, Any]:
+        game, cfg = self.game, self.cfg
+        G = game.num_envs
+        rows = np.arange(G)
+        out: dict[str, list[np.ndarray]] = {"planes": [], "legal": [], "policy": [], "value": []}
+        games = first_wins = draws = 0
+        evaluations_before = self.evaluator.evaluations
+        start = time.perf_counter()
+        for _ in range(num_moves):
+            ply = game.moves.astype(np.int64)  # (G,)
+            self.hist_planes[rows, ply] = game.planes()
+            self.hist_legal[rows, ply] = game.legal_mask()
+            self.hist_mover[rows, ply] = game.current_player()
+            temperature = np.where(ply < cfg.temperature_moves, 1.0, 0.0)
+            result = self.mcts.search(game, add_noise=True, temperature=temperature)
+            self.hist_policy[rows, ply] = result.policy
+            rewards, done = game.step(result.action)  # finished games restart at once
+            for g in np.flatnonzero(done):
+                length = ply[g] + 1
+                out["planes"].append(self.hist_planes[g, :length].copy())
+                out["legal"].append(self.hist_legal[g, :length].copy())
+                out["policy"].append(self.hist_policy[g, :length].copy())
+                # the value target: the final result from the view of the player who moved
+                out["value"].append(rewards[g, self.hist_mover[g, :length]].astype(np.float32))
+                games += 1
+                first_wins += int(rewards[g, 0] > 0)
+                draws += int(rewards[g, 0] == 0)
+        seconds = time.perf_counter() - start
+        batch = {
+            name: (np.concatenate(parts) if parts else np.zeros((0,)))
+            for name, parts in out.items()
+        }
+        cache = self.evaluator.cache
+        batch["stats"] = {
+            "positions": G * num_moves,
+            "games": games,
+            "first_wins": first_wins,
+            "draws": draws,
+            "evaluations": self.evaluator.evaluations - evaluations_before,
+            "seconds": seconds,
+            "cache_hit_rate": cache.hit_rate() if cache is not None else 0.0,
+            "worker": self.index,
+        }
+        return batch
+
+
+# ------------------------------------------------------------------------------------------
+# evaluation
+
+
+class EvalWorker:
+    """Plays a network (with search, no noise) against baseline players and snapshots."""
+
+    def __init__(self, cfg: Mapping[str, Any], *, threads: int = 1) -> None:
+        from selfplay.config import config_from_dict
+
+        self.cfg = config_from_dict(cfg)
+        if threads > 0:
+            torch.set_num_threads(threads)
+
+    def _player(self, name: str, weights: Mapping[str, torch.Tensor], seed: int) -> SearchPlayer:
+        net = build_network(network_config(self.cfg))
+        net.load_state_dict(weights)
+        evaluator = NetworkEvaluator(net, example_batch=max(1, self.cfg.eval_games // 2))
+        return SearchPlayer(
+            evaluator, search_config(self.cfg, evaluation=True), name=name, seed=seed
+        )
+
+    def evaluate(
+        self,
+        name: str,
+        weights: Mapping[str, torch.Tensor],
+        opponents: list[str],
+        snapshots: Mapping[str, Mapping[str, torch.Tensor]],
+        seed: int,
+    ) -> list[dict[str, Any]]:
+        from agents.players import make_player
+        from selfplay.arena import game_factory, play_match
+
+        make_game = game_factory(self.cfg.game)
+        player = self._player(name, weights, seed)
+        rows = []
+        opponents_built = [make_player(spec, self.cfg.game, seed=seed + 1) for spec in opponents]
+        opponents_built += [
+            self._player(snap, snap_weights, seed + 2) for snap, snap_weights in snapshots.items()
+        ]
+        for opponent in opponents_built:
+            start = time.perf_counter()
+            result = play_match(make_game, player, opponent, self.cfg.eval_games)
+            record = result.record()
+            rows.append(
+                {
+                    "a": name,
+                    "b": opponent.name,
+                    "wins": record.wins,
+                    "draws": record.draws,
+                    "losses": record.losses,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+        return rows
+
+
+# ------------------------------------------------------------------------------------------
+# the learner
+
+
+class Learner:
+    """Trains the policy-value network on replay samples (AdamW; bf16 autocast on CUDA)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.net = build_network(network_config(cfg)).to(device)
+        self.optimizer = torch.optim.AdamW(
+            self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the weights (what workers load)."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
+
+    def step(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        self.net.train()
+        x = net_inputs(self.net, batch["planes"]).to(self.device)
+        legal = torch.from_numpy(batch["legal"]).to(self.device)  # (B, A)
+        target_policy = torch.from_numpy(batch["policy"]).to(self.device)  # (B, A)
+        target_value = torch.from_numpy(batch["value"]).to(self.device)  # (B,)
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        ):
+            logits, value = self.net(x, legal)
+        log_probs = torch.log_softmax(logits.float(), dim=-1).masked_fill(~legal, 0.0)
+        policy_loss = -(target_policy * log_probs).sum(-1).mean()
+        value_loss = F.mse_loss(value.float(), target_value)
+        loss = policy_loss + value_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.optimizer.step()
+        # the target's own entropy is the floor of the policy loss: report the gap too
+        entropy = -(target_policy * torch.log(target_policy.clamp_min(1e-12))).sum(-1).mean()
+        return {
+            "learner/loss": float(loss),
+            "learner/policy_loss": float(policy_loss),
+            "learner/value_loss": float(value_loss),
+            "learner/policy_kl": float(policy_loss - entropy),
+            "learner/grad_norm": float(grad_norm),
+        }
+
+
+# ------------------------------------------------------------------------------------------
+# the run
+
+
+class AlphaZeroRun:
+    """One training run: ``start()``, ``run()`` (until the time budget or a signal), ``close()``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, checkpoint: Any | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.checkpoint_in = checkpoint
+        self.device = pick_device(cfg.device)
+        self.rng = np.random.default_rng(cfg.seed)
+        cpus = os.cpu_count() or 1
+        threads = cfg.learner_threads or max(1, cpus - cfg.workers)
+        torch.set_num_threads(threads)
+        torch.manual_seed(cfg.seed)
+        self.learner = Learner(cfg, self.device)
+        game = envs.make(cfg.game, 1)
+        self.replay = ReplayBuffer(
+            cfg.replay_size,
+            (2, game.rows, game.cols),
+            game.num_actions,
+            game.symmetries() if cfg.augment else None,
+        )
+        self.counters: dict[str, float] = {
+            "step": 0, "version": 0, "positions": 0, "games": 0, "seconds": 0.0,
+            "evaluations": 0, "restarts": 0, "first_wins": 0, "draws": 0,
+        }  # fmt: skip
+        self.results = MatchResults()
+        self.elo_history: list[dict[str, float]] = []
+        self.snapshots: dict[str, dict[str, torch.Tensor]] = {}
+        self.wandb_id: str | None = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._stop = False
+        self._started_ray = False
+        self.tracker: Any = None
+        self.workers: list[Any] = []
+        self.eval_worker: Any = None
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def _restore(self, ckpt: Any) -> None:
+        model = {k: v for k, v in ckpt.model.items() if not k.startswith(SNAPSHOT_PREFIX)}
+        self.learner.net.load_state_dict(model)
+        self.learner.optimizer.load_state_dict(ckpt.optimizer)
+        for name, tensor in ckpt.model.items():
+            if name.startswith(SNAPSHOT_PREFIX):
+                snap, _, param = name[len(SNAPSHOT_PREFIX) :].partition("/")
+                self.snapshots.setdefault(snap, {})[param] = tensor
+        self.counters.update(ckpt.counters)
+        ratings = ckpt.ratings or {}
+        if "results" in ratings:
+            self.results = MatchResults.from_dict(ratings["results"])
+        self.elo_history = list(ratings.get("history", []))
+        if ckpt.replay:
+            self.replay.load(ckpt.replay)
+        self.wandb_id = (ckpt.extra or {}).get("wandb_run_id")
+
+    def save(self) -> Path:
+        from selfplay.checkpoint import checkpoint_path, save_checkpoint
+
+        model = dict(self.learner.net.state_dict())
+        for snap, weights in self.snapshots.items():
+            for param, tensor in weights.items():
+                model[f"{SNAPSHOT_PREFIX}{snap}/{param}"] = tensor
+        return save_checkpoint(
+            checkpoint_path(self.run_dir),
+            model=model,
+            optimizer=self.learner.optimizer.state_dict(),
+            counters=dict(self.counters),
+            config=to_dict(self.cfg),
+            ratings={"results": self.results.to_dict(), "history": self.elo_history},
+            replay=self.replay.recent(min(REPLAY_WINDOW, self.cfg.replay_size)),
+            extra={"wandb_run_id": self.wandb_id},
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        import ray
+
+        from selfplay.tracking import Tracker
+
+        if not ray.is_initialized():
+            address = self.cfg.ray_address or None
+            if address is None:
+                # embedded Ray: enough CPU slots for every worker even on a small machine
+                cpus = max(os.cpu_count() or 1, self.cfg.workers)
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+            self._started_ray = True
+        total_cpus = ray.cluster_resources().get("CPU", 0)
+        if total_cpus < self.cfg.workers:
+            raise ValueError(
+                f"workers {self.cfg.workers} need {self.cfg.workers} CPUs; the Ray cluster has "
+                f"{total_cpus:g}"
+            )
+        self.tracker = Tracker(
+            self.run_dir,
+            to_dict(self.cfg),
+            mode=self.cfg.wandb,
+            project=self.cfg.wandb_project,
+            run_name=self.run_dir.name,
+            resume_id=self.wandb_id,
+        )
+        self.wandb_id = self.tracker.run_id
+        config = to_dict(self.cfg)
+        worker_cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(SelfPlayWorker)
+        self.workers = [
+            worker_cls.options(scheduling_strategy="SPREAD").remote(config, i)
+            for i in range(self.cfg.workers)
+        ]
+        eval_cls = ray.remote(num_cpus=0, max_restarts=-1)(EvalWorker)
+        self.eval_worker = eval_cls.remote(config)
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def run(self, seconds: float | None = None) -> dict[str, float]:
+        """Train until the run's time budget (or ``seconds`` more) is spent, or a signal."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        from selfplay.tracking import Progress
+
+        cfg = self.cfg
+        budget = cfg.minutes * 60 - self.counters["seconds"]
+        if seconds is not None:
+            budget = min(budget, seconds)
+        handlers = self._install_signal_handlers()
+        weights_ref = ray.put(self.learner.weights())
+        version = int(self.counters["version"])
+        pending: dict[Any, int] = {}
+
+        def submit(worker: int) -> None:
+            ref = self.workers[worker].play.remote([weights_ref], version, cfg.moves_per_call)
+            pending[ref] = worker
+
+        for w in range(len(self.workers)):
+            for _ in range(2):  # one running, one queued: a worker never waits for the driver
+                submit(w)
+        eval_pending: Any = None
+        eval_name = ""
+        start = time.perf_counter()
+        base_seconds = self.counters["seconds"]
+        last_log = last_eval = last_ckpt = start
+        window = {"positions": 0, "games": 0, "evaluations": 0, "steps": 0, "worker_seconds": 0.0}
+        window_start = start
+        train_metrics: dict[str, float] = {}
+        hit_rates: dict[int, float] = {}
+        progress = Progress(cfg.minutes * 60)
+        try:
+            while not self._stop:
+                now = time.perf_counter()
+                self.counters["seconds"] = base_seconds + (now - start)
+                if now - start >= budget or (
+                    cfg.max_steps and self.counters["step"] >= cfg.max_steps
+                ):
+                    break
+                trained = self.counters["step"] * cfg.batch_size
+                can_train = (
+                    len(self.replay) >= cfg.min_replay
+                    and trained < cfg.max_sample_reuse * self.replay.added
+                )
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0 if can_train else 0.2)
+                for ref in ready:
+                    worker = pending.pop(ref)
+                    try:
+                        batch = ray.get(ref)
+                    except RayActorError:
+                        self.counters["restarts"] += 1  # Ray restarts the actor; resubmit
+                        submit(worker)
+                        continue
+                    stats = batch.pop("stats")
+                    if len(batch["value"]):
+                        self.replay.add(
+                            batch["planes"], batch["legal"], batch["policy"], batch["value"]
+                        )
+                    for key in ("positions", "games", "evaluations", "first_wins", "draws"):
+                        self.counters[key] += stats[key]
+                    for key in ("positions", "games", "evaluations"):
+                        window[key] += stats[key]
+                    window["worker_seconds"] += stats["seconds"]
+                    hit_rates[worker] = stats["cache_hit_rate"]
+                    submit(worker)
+                if can_train:
+                    batch = self.replay.sample(cfg.batch_size, self.rng, augment=cfg.augment)
+                    train_metrics = self.learner.step(batch)
+                    self.counters["step"] += 1
+                    window["steps"] += 1
+                    if self.counters["step"] % cfg.publish_every == 0:
+                        version += 1
+                        self.counters["version"] = version
+                        weights_ref = ray.put(self.learner.weights())
+                # evaluation: launch, then collect without blocking
+                if eval_pending is not None and ray.wait([eval_pending], timeout=0)[0]:
+                    self._record_eval(ray.get(eval_pending), eval_name)
+                    eval_pending = None
+                if eval_pending is None and now - last_eval >= cfg.eval_every_minutes * 60:
+                    eval_name = f"step_{int(self.counters['step'])}"
+                    eval_pending = self._launch_eval(eval_name)
+                    last_eval = now
+                if now - last_log >= 10 or not self.tracker:
+                    elapsed = now - window_start
+                    metrics = {
+                        "selfplay/positions": self.counters["positions"],
+                        "selfplay/games": self.counters["games"],
+                        "selfplay/positions_per_s": window["positions"] / elapsed,
+                        "selfplay/games_per_s": window["games"] / elapsed,
+                        "perf/evals_per_s": window["evaluations"] / elapsed,
+                        "perf/cache_hit_rate": float(np.mean(list(hit_rates.values()) or [0])),
+                        "learner/steps": self.counters["step"],
+                        "learner/steps_per_s": window["steps"] / elapsed,
+                        "replay/size": len(self.replay),
+                        "workers/restarts": self.counters["restarts"],
+                        "selfplay/first_player_win_rate": self.counters["first_wins"]
+                        / max(1, self.counters["games"]),
+                        **train_metrics,
+                    }
+                    self.tracker.log(metrics, step=int(self.counters["positions"]))
+                    progress.update(
+                        self.counters["seconds"],
+                        {
+                            "step": int(self.counters["step"]),
+                            "pos/s": f"{metrics['selfplay/positions_per_s']:.0f}",
+                            "loss": f"{train_metrics.get('learner/loss', float('nan')):.3f}",
+                            "elo": self._latest_elo(),
+                        },
+                    )
+                    window = dict.fromkeys(window, 0)
+                    window_start = last_log = now
+                if now - last_ckpt >= cfg.checkpoint_every_minutes * 60:
+                    self.save()
+                    last_ckpt = now
+            if eval_pending is not None:  # a started evaluation is worth its wait
+                self._record_eval(ray.get(eval_pending), eval_name)
+        finally:
+            progress.close()
+            self._restore_signal_handlers(handlers)
+            for ref in pending:
+                ray.cancel(ref, force=False)
+        return dict(self.counters)
+
+    def evaluate_now(self) -> None:
+        """A blocking evaluation of the current weights (the end of a run)."""
+        import ray
+
+        name = f"step_{int(self.counters['step'])}"
+        self._record_eval(ray.get(self._launch_eval(name)), name)
+
+    def _launch_eval(self, name: str) -> Any:
+        opponents = [s.strip() for s in self.cfg.eval_opponents.split(",") if s.strip()]
+        weights = self.learner.weights()
+        ref = self.eval_worker.evaluate.remote(
+            name, weights, opponents, dict(self.snapshots), int(self.rng.integers(1 << 30))
+        )
+        # keep the two newest snapshots as league opponents for later evaluations
+        self.snapshots[name] = weights
+        while len(self.snapshots) > 2:
+            self.snapshots.pop(next(iter(self.snapshots)))
+        return ref
+
+    def _record_eval(self, rows: list[dict[str, Any]], name: str) -> None:
+        metrics: dict[str, float] = {}
+        for row in rows:
+            self.results.add(row["a"], row["b"], row["wins"], row["draws"], row["losses"])
+            games = row["wins"] + row["draws"] + row["losses"]
+            label = row["b"].replace(":", "")
+            metrics[f"eval/score_vs_{label}"] = (row["wins"] + 0.5 * row["draws"]) / games
+            metrics[f"eval/win_rate_vs_{label}"] = row["wins"] / games
+        try:
+            ratings = fit_elo(self.results, anchor="random")
+        except ValueError:
+            ratings = None  # no game against random yet: no anchored Elo
+        if ratings is not None and name in ratings:
+            rating = ratings[name]
+            metrics["eval/elo"] = rating.rating
+            metrics["eval/elo_ci"] = (rating.ci_high - rating.ci_low) / 2
+            for row in rows:
+                if row["b"] in ratings:
+                    metrics[f"eval/elo_{row['b'].replace(':', '')}"] = ratings[row["b"]].rating
+        self.elo_history.append(
+            {"step": self.counters["step"], "seconds": self.counters["seconds"], **metrics}
+        )
+        self.tracker.log(metrics, step=int(self.counters["positions"]))
+
+    def _latest_elo(self) -> str:
+        for entry in reversed(self.elo_history):
+            if "eval/elo" in entry:
+                return f"{entry['eval/elo']:.0f}"
+        return "-"
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self.request_stop)
+        return previous
+
+    def _restore_signal_handlers(self, previous: Mapping[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def close(self) -> None:
+        """Final checkpoint, W&B run finished, Ray shut down (when this run started it)."""
+        import ray
+
+        try:
+            self.save()
+        finally:
+            if self.tracker is not None:
+                self.tracker.log_summary({k: v for k, v in self.counters.items()})
+                self.tracker.finish()
+            if self._started_ray and ray.is_initialized():
+                ray.shutdown()
+
+
+def make_run_dir(cfg: TrainConfig) -> Path:
+    name = cfg.run_name or f"{cfg.game}-{cfg.net}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.runs_dir) / name
+
+
+def train(
+    cfg: TrainConfig, *, resume: str | Path | None = None, final_eval: bool = True
+) -> dict[str, Any]:
+    """Run AlphaZero training as configured (or resume the run in ``resume``)."""
+    checkpoint = None
+    if resume is not None:
+        from selfplay.checkpoint import find_checkpoint, load_checkpoint
+
+        path = find_checkpoint(resume)
+        checkpoint = load_checkpoint(path)
+        run_dir = path.parent
+    else:
+        run_dir = make_run_dir(cfg)
+    run = AlphaZeroRun(cfg, run_dir, checkpoint)
+    run.start()
+    try:
+        counters = run.run()
+        if final_eval and not run._stop:
+            run.evaluate_now()
+    finally:
+        run.close()
+    return {"run_dir": str(run_dir), **counters, "elo_history": run.elo_history}
+
+
+def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``cfg`` with fields changed (validated again)."""
+    return replace(cfg, **changes)
+
+
+__all__ = [
+    "AlphaZeroRun",
+    "EvalWorker",
+    "Learner",
+    "SelfPlayWorker",
+    "make_run_dir",
+    "math",
+    "network_config",
+    "search_config",
+    "train",
+]

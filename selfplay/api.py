@@ -1,0 +1,105 @@
+"""Using a trained agent from any script.
+
+    player = selfplay.load_player("runs/my-run", simulations=64)
+    analysis = player.analyse("4453")        # a position in the game's move notation
+    analysis.action, analysis.value, analysis.policy
+
+``player.act(game)`` also makes it a player for ``selfplay.arena.play_match``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from agents.evaluator import NetworkEvaluator
+from agents.networks import build_network
+from agents.search import BatchedMCTS
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A trained agent's view of one position."""
+
+    moves: str
+    """The position, in the game's move notation."""
+    action: int
+    """The move the agent chooses (0-based action index)."""
+    move: str
+    """The same move in the game's notation."""
+    value: float
+    """The value estimate from the view of the player to move, in [-1, 1]."""
+    policy: np.ndarray
+    """The search policy over actions (A,), zero on illegal moves."""
+
+
+class TrainedPlayer:
+    """A network from a checkpoint, with search: ``act(game)`` and ``analyse(moves)``."""
+
+    def __init__(self, cfg: Any, weights: dict[str, torch.Tensor], *, simulations: int | None,
+                 device: str = "cpu", name: str = "trained", seed: int = 0) -> None:  # fmt: skip
+        from selfplay.alphazero import network_config, search_config
+
+        self.cfg = cfg
+        self.name = name
+        net = build_network(network_config(cfg))
+        net.load_state_dict(weights)
+        self.evaluator = NetworkEvaluator(net, device=device, example_batch=1)
+        config = search_config(cfg, evaluation=True)
+        if simulations is not None:
+            config = replace(config, num_simulations=simulations)
+        self.search_config = config
+        self.mcts = BatchedMCTS(self.evaluator, config, seed=seed)
+
+    @property
+    def game_class(self) -> type[envs.BatchedGame]:
+        return envs.game_class(self.cfg.game)
+
+    def act(self, game: Any) -> np.ndarray:
+        return self.mcts.search(game).action
+
+    def analyse(self, moves: str) -> Analysis:
+        """Search the position reached by ``moves`` (e.g. ``"4453"`` in Connect Four)."""
+        game = self.game_class.from_moves(moves)
+        if game.terminated[0]:
+            raise ValueError(f"the game {moves!r} is over: there is nothing to analyse")
+        result = self.mcts.search(game)
+        action = int(result.action[0])
+        return Analysis(
+            moves=moves,
+            action=action,
+            move=game.notation_chars[action],
+            value=float(np.clip(result.value[0], -1.0, 1.0)),
+            policy=result.policy[0],
+        )
+
+
+def load_player(
+    checkpoint: str | os.PathLike[str],
+    *,
+    simulations: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> TrainedPlayer:
+    """The agent saved in ``checkpoint`` (a checkpoint file or a run directory).
+
+    ``simulations``: the search budget per move (default: the run's ``eval_simulations``).
+    """
+    from selfplay.alphazero import SNAPSHOT_PREFIX
+    from selfplay.checkpoint import find_checkpoint, load_checkpoint
+    from selfplay.config import config_from_dict
+
+    if simulations is not None and (isinstance(simulations, bool) or simulations < 1):
+        raise ValueError(f"simulations must be an integer >= 1, got {simulations!r}")
+    path = find_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt.config)
+    weights = {k: v for k, v in ckpt.model.items() if not k.startswith(SNAPSHOT_PREFIX)}
+    return TrainedPlayer(
+        cfg, weights, simulations=simulations, device=device, name=path.parent.name, seed=seed
+    )
