@@ -286,12 +286,14 @@ class Learner:
         self.optimizer.step()
         # the target's own entropy is the floor of the policy loss: report the gap too
         entropy = -(target_policy * torch.log(target_policy.clamp_min(1e-12))).sum(-1).mean()
+        figures = torch.stack([loss, policy_loss, value_loss, policy_loss - entropy, grad_norm])
+        loss_, policy_, value_, kl_, grad_ = figures.detach().cpu().tolist()  # one sync
         return {
-            "learner/loss": float(loss),
-            "learner/policy_loss": float(policy_loss),
-            "learner/value_loss": float(value_loss),
-            "learner/policy_kl": float(policy_loss - entropy),
-            "learner/grad_norm": float(grad_norm),
+            "learner/loss": loss_,
+            "learner/policy_loss": policy_,
+            "learner/value_loss": value_,
+            "learner/policy_kl": kl_,
+            "learner/grad_norm": grad_,
         }
 
 

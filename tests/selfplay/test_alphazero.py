@@ -1,0 +1,194 @@
+"""The AlphaZero engine end to end on the tic-tac-toe preset: a real local Ray, real W&B offline
+runs, real checkpoints; a worker killed mid-run; `selfplay play` driven through standard input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from selfplay.alphazero import AlphaZeroRun, train  # noqa: E402
+from selfplay.checkpoint import load_checkpoint  # noqa: E402
+from selfplay.config import load_preset  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.setdefault("WANDB_SILENT", "true")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def small_config(tmp: Path, name: str, **changes):
+    fields = {
+        "runs_dir": str(tmp),
+        "run_name": name,
+        "games_per_worker": 16,
+        "moves_per_call": 4,
+        "min_replay": 64,
+        "batch_size": 64,
+        "eval_every_minutes": 0.15,
+        "eval_games": 10,
+        "checkpoint_every_minutes": 0.1,
+    }
+    return replace(load_preset("tictactoe"), **{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained_run(local_ray, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("runs")
+    summary = train(small_config(tmp, "ttt", minutes=0.35))
+    return Path(summary["run_dir"])
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_trains_tracks_and_checkpoints(trained_run: Path) -> None:
+    lines = read_metrics(trained_run)
+    assert any("selfplay/positions_per_s" in line for line in lines)
+    assert any("learner/loss" in line for line in lines)
+    evals = [line for line in lines if "eval/score_vs_random" in line]
+    assert evals, "the evaluator reported"
+    assert any("eval/elo" in line for line in evals)
+    steps = [line["step"] for line in lines]
+    assert steps == sorted(steps)
+    offline = list((trained_run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert offline, "a W&B offline run was written"
+    ckpt = load_checkpoint(trained_run / "checkpoint.pt")
+    assert ckpt.counters["step"] > 0 and ckpt.counters["games"] > 0
+    assert ckpt.config["game"] == "tictactoe"
+    assert len(ckpt.replay["value"]) > 0
+    assert ckpt.extra["wandb_run_id"]
+
+
+def test_resume_continues_the_counters(trained_run: Path, tmp_path: Path) -> None:
+    # resume a copy, so the other tests keep the original checkpoint
+    import shutil
+
+    copy = tmp_path / "ttt"
+    shutil.copytree(trained_run, copy)
+    before = load_checkpoint(copy / "checkpoint.pt")
+    cfg = replace(
+        small_config(tmp_path, "ttt", minutes=before.counters["seconds"] / 60 + 0.2),
+        wandb="offline",
+    )
+    summary = train(cfg, resume=copy, final_eval=False)
+    after = load_checkpoint(copy / "checkpoint.pt")
+    assert summary["run_dir"] == str(copy)
+    for key in ("step", "positions", "games"):
+        assert after.counters[key] > before.counters[key], key
+    assert after.extra["wandb_run_id"] == before.extra["wandb_run_id"]
+    lines = read_metrics(copy)
+    assert [line["step"] for line in lines] == sorted(line["step"] for line in lines)
+
+
+def test_a_killed_worker_is_restarted_and_the_run_goes_on(local_ray, tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, "chaos", minutes=2.0, eval_every_minutes=10.0)
+    run = AlphaZeroRun(cfg, tmp_path / "chaos")
+    run.start()
+    try:
+        run.run(seconds=8)
+        positions = run.counters["positions"]
+        ray.kill(run.workers[0], no_restart=False)
+        for _ in range(12):  # a loaded machine may take a while to restart the actor
+            run.run(seconds=5)
+            if run.counters["restarts"] >= 1 and run.counters["positions"] > positions:
+                break
+        assert run.counters["restarts"] >= 1
+        assert run.counters["positions"] > positions
+        # the restarted actor answers again
+        assert ray.get(run.workers[0].node_id.remote())
+    finally:
+        run.close()
+
+
+def test_load_player_analyses_a_position(trained_run: Path) -> None:
+    import selfplay
+
+    player = selfplay.load_player(trained_run, simulations=8)
+    analysis = player.analyse("51")  # X centre, O corner: X to move
+    assert 0 <= analysis.action < 9 and analysis.action not in (0, 4)
+    assert -1.0 <= analysis.value <= 1.0
+    assert analysis.policy[[0, 4]].sum() == 0 and abs(analysis.policy.sum() - 1) < 1e-5
+    assert analysis.move == str(analysis.action + 1)
+    with pytest.raises(ValueError, match="malformed move"):
+        player.analyse("5x")
+    with pytest.raises(ValueError, match="is over"):
+        player.analyse("14253")
+
+
+def test_play_in_the_terminal(trained_run: Path) -> None:
+    # malformed, out-of-range and occupied inputs are asked again; the game finishes
+    moves = ["x", "0", "5", "5", "1", "2", "3", "4", "6", "7", "8", "9"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "play", str(trained_run), "--seat", "first",
+         "--simulations", "8"],
+        input="\n".join(moves) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    out = completed.stdout
+    assert completed.returncode == 0, completed.stderr
+    assert "'x' is not a move" in out and "'0' is not a move" in out
+    assert "'5' is not legal here" in out
+    assert out.count("agent plays") >= 3
+    assert any(end in out for end in ("You win!", "The agent wins.", "Draw."))
+    assert "X" in out and "O" in out
+
+
+def test_resume_refuses_a_broken_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "broken"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    completed = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert "truncated or corrupt" in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_is_refused_before_ray_starts() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", "--preset", "tictactoe",
+         "--simulations", "0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "--simulations must be an integer >= 1, got 0" in completed.stderr
+    assert "Ray" not in completed.stderr
+
+
+def test_value_targets_are_from_the_movers_view() -> None:
+    from selfplay.alphazero import SelfPlayWorker
+    from selfplay.config import to_dict
+
+    cfg = replace(load_preset("tictactoe"), games_per_worker=8, simulations=4)
+    worker = SelfPlayWorker(to_dict(cfg), 0, threads=1)
+    batch = worker.play_moves(12)
+    assert batch["stats"]["games"] > 0
+    planes, value = batch["planes"], batch["value"]
+    # in a decided game, consecutive positions alternate movers: their targets alternate sign
+    stones = planes.sum(axis=(1, 2, 3))
+    for i in range(1, len(value)):
+        if stones[i] == stones[i - 1] + 1:
+            assert value[i] == -value[i - 1]
+    assert np.allclose(batch["policy"].sum(axis=1), 1.0, atol=1e-5)
+    assert not batch["policy"][~batch["legal"]].any()
