@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench_env.add_arguments(bench_sub.add_parser("env", help=bench_env.__doc__))
     bench_net.add_arguments(bench_sub.add_parser("net", help=bench_net.__doc__))
+    from selfplay.benchmarks import selfplay as bench_selfplay
+
+    bench_selfplay.add_arguments(bench_sub.add_parser("selfplay", help=bench_selfplay.__doc__))
     return parser
 
 
@@ -86,8 +90,12 @@ def _add_arena_arguments(parser: argparse.ArgumentParser) -> None:
     from agents.players import PLAYER_SPECS
 
     parser.add_argument("--game", default="connect_four", help="connect_four, tictactoe, ...")
-    parser.add_argument("--a", required=True, help=f"player A: {PLAYER_SPECS}")
-    parser.add_argument("--b", required=True, help=f"player B: {PLAYER_SPECS}")
+    specs = f"{PLAYER_SPECS}, or a run directory / checkpoint of a trained agent"
+    parser.add_argument("--a", required=True, help=f"player A: {specs}")
+    parser.add_argument("--b", required=True, help=f"player B: {specs}")
+    parser.add_argument(
+        "--simulations", type=int, default=None, help="search budget of trained agents"
+    )
     parser.add_argument("--games", type=int, default=100, help="number of games (default 100)")
     parser.add_argument("--batch-size", type=int, default=None, help="games played at once")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,15 +127,30 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     return options
 
 
+def _arena_player(spec: str, game: str, seed: int, simulations: int | None) -> Any:
+    """A baseline player spec, or a trained agent given as a run directory / checkpoint."""
+    from pathlib import Path
+
+    from agents.players import make_player
+
+    if not Path(spec).exists():
+        return make_player(spec, game, seed=seed)
+    from selfplay.api import load_player
+
+    player = load_player(spec, simulations=simulations, seed=seed)
+    if player.cfg.game != game:
+        raise ValueError(f"{spec} was trained on {player.cfg.game}, not {game}")
+    return player
+
+
 def _run_arena(args: argparse.Namespace) -> int:
     import time
 
-    from agents.players import make_player
     from selfplay.arena import game_factory, match_ratings, play_match
 
     make_game = game_factory(args.game, **parse_options(args.option))
-    player_a = make_player(args.a, args.game, seed=args.seed)
-    player_b = make_player(args.b, args.game, seed=args.seed + 1)
+    player_a = _arena_player(args.a, args.game, args.seed, args.simulations)
+    player_b = _arena_player(args.b, args.game, args.seed + 1, args.simulations)
     start = time.perf_counter()
     result = play_match(make_game, player_a, player_b, args.games, batch_size=args.batch_size)
     elapsed = time.perf_counter() - start
