@@ -1,4 +1,4 @@
-"""The `selfplay` command line: `arena`, `bench` (and later `train`, `eval`, `play`)."""
+"""The `selfplay` command line: train, play, arena, eval and bench."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     config_module.add_arguments(train)
     train.set_defaults(func=_run_train)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="round robin of trained agents and baselines: Elo table, heat map, Elo over training",
+        description="Every participant plays every other (seats alternated); prints the Elo "
+        "table and score matrix, writes tournament.json and plots, logs them to W&B.",
+    )
+    from selfplay import tournament
+
+    tournament.add_arguments(evaluate)
+    evaluate.set_defaults(func=_run_eval)
 
     play = sub.add_parser("play", help="play a trained agent in the terminal")
     play.add_argument("checkpoint", help="a run directory or a checkpoint file")
@@ -78,6 +89,12 @@ def _run_train(args: argparse.Namespace) -> int:
         elo = entry.get("eval/elo")
         print(f"last evaluation: score {scores}" + (f"; Elo {elo:.0f}" if elo is not None else ""))
     return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from selfplay.tournament import main as eval_main
+
+    return eval_main(args)
 
 
 def _run_play(args: argparse.Namespace) -> int:

@@ -192,3 +192,32 @@ def test_value_targets_are_from_the_movers_view() -> None:
             assert value[i] == -value[i - 1]
     assert np.allclose(batch["policy"].sum(axis=1), 1.0, atol=1e-5)
     assert not batch["policy"][~batch["legal"]].any()
+
+
+def test_sigint_ends_a_run_cleanly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    command = [
+        sys.executable, "-m", "selfplay.cli", "train", "--preset", "tictactoe",
+        "--minutes", "10", "--runs-dir", str(tmp_path), "--run-name", "sig",
+        "--games-per-worker", "16", "--moves-per-call", "4", "--min-replay", "64",
+        "--batch-size", "64", "--eval-every-minutes", "10", "--wandb", "offline",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    metrics = tmp_path / "sig" / "metrics.jsonl"
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and any(
+            '"learner/steps"' in l for l in metrics.read_text().splitlines()
+        ):
+            break
+        time.sleep(1)
+    assert process.poll() is None, process.stderr.read().decode()[-2000:]
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    ckpt = load_checkpoint(tmp_path / "sig" / "checkpoint.pt")
+    assert ckpt.counters["step"] > 0
+    assert list((tmp_path / "sig" / "wandb").glob("offline-run-*/run-*.wandb"))
