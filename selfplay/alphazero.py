@@ -42,11 +42,12 @@ from agents.networks import (
     build_network,
 )
 from agents.search import BatchedMCTS, SearchConfig, SearchPlayer
-from selfplay.config import TrainConfig, to_dict
+from selfplay.config import TrainConfig, parse_league_mix, to_dict
+from selfplay.league import League, LeagueConfig
 from selfplay.ratings import MatchResults, fit_elo
 from selfplay.replay import ReplayBuffer, planes_to_tokens
 
-SNAPSHOT_PREFIX = "snapshot/"
+LEAGUE_PREFIX = "league/"  # league snapshot tensors share the checkpoint's model dict
 REPLAY_WINDOW = 50_000  # newest positions a checkpoint keeps (a resumed run starts warm)
 
 
@@ -96,12 +97,18 @@ def pick_device(name: str) -> torch.device:
 
 
 class SelfPlayWorker:
-    """G games of self-play with batched search (a plain class; Ray wraps it as an actor)."""
+    """G games of self-play with batched search (a plain class; Ray wraps it as an actor).
+
+    With a league (``league_mix`` other than ``latest=1.0``) a share of the games is played
+    against a frozen snapshot instead of the live network. A game gets its opponent (and the
+    learner its seat) when it starts and keeps them to its end; only the learner's moves become
+    training positions.
+    """
 
     def __init__(
         self, cfg: Mapping[str, Any], index: int, *, threads: int = 1, cache_size: int = 0
     ) -> None:
-        from selfplay.config import config_from_dict
+        from selfplay.config import config_from_dict, parse_league_mix
 
         self.cfg = config_from_dict(cfg)
         if threads > 0:
@@ -109,18 +116,24 @@ class SelfPlayWorker:
         self.index = index
         G = self.cfg.games_per_worker
         self.game = envs.make(self.cfg.game, G, auto_reset=True)
-        net = build_network(network_config(self.cfg))
-        self.evaluator = NetworkEvaluator(net, cache_size=cache_size, example_batch=G)
-        self.mcts = BatchedMCTS(
-            self.evaluator, search_config(self.cfg), seed=self.cfg.seed * 1000 + index
+        self.evaluator = NetworkEvaluator(
+            build_network(network_config(self.cfg)), cache_size=cache_size, example_batch=G
         )
+        self.seed = self.cfg.seed * 1000 + index
+        self.mcts = BatchedMCTS(self.evaluator, search_config(self.cfg), seed=self.seed)
+        self.rng = np.random.default_rng(self.seed)
         self.version = -1
+        self.league_share = 1.0 - parse_league_mix(self.cfg.league_mix)["latest"]
+        self.opponents: dict[str, BatchedMCTS] = {}  # frozen snapshots in play, by name
+        self.opponent_of = np.full(G, "", dtype=object)  # (G,) "" = the live network
+        self.learner_seat = np.zeros(G, np.int64)  # (G,) in league games
         T, A = self.game.max_moves, self.game.num_actions
         shape = (G, T, 2, self.game.rows, self.game.cols)
         self.hist_planes = np.zeros(shape, bool)  # (G, T, 2, rows, cols)
         self.hist_legal = np.zeros((G, T, A), bool)  # (G, T, A)
         self.hist_policy = np.zeros((G, T, A), np.float32)  # (G, T, A)
         self.hist_mover = np.zeros((G, T), np.int64)  # (G, T)
+        self.hist_learner = np.zeros((G, T), bool)  # (G, T) a learner move: a training position
 
     def node_id(self) -> str:
         import ray
@@ -131,48 +144,98 @@ class SelfPlayWorker:
         self.evaluator.set_weights(weights)
         self.version = version
 
-    def play(self, weights: list[Any], version: int, num_moves: int) -> dict[str, Any]:
+    def play(
+        self,
+        weights: list[Any],
+        version: int,
+        num_moves: int,
+        opponent: tuple[str, list[Any]] | None = None,
+    ) -> dict[str, Any]:
         """Play ``num_moves`` moves in every game; return the finished games' positions.
 
         ``weights`` is ``[object_ref]`` (a list, so Ray hands over the reference unresolved
-        and the worker fetches the weights only when ``version`` is new).
+        and the worker fetches the weights only when ``version`` is new). ``opponent`` is the
+        league snapshot ``(name, [object_ref])`` that games starting during this call meet.
         """
-        if version != self.version:
-            import ray
+        import ray
 
+        if version != self.version:
             state = weights[0]
             self.set_weights(ray.get(state) if isinstance(state, ray.ObjectRef) else state, version)
-        return self.play_moves(num_moves)
+        if opponent is not None and opponent[0] not in self.opponents:
+            name, (ref,) = opponent
+            self.add_opponent(name, ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref)
+        return self.play_moves(num_moves, opponent=opponent[0] if opponent else None)
 
-    def play_moves(self, num_moves: int) -> dict[str, Any]:
+    def add_opponent(self, name: str, weights: Mapping[str, torch.Tensor]) -> None:
+        net = build_network(network_config(self.cfg))
+        net.load_state_dict(weights)
+        evaluator = NetworkEvaluator(net, example_batch=self.game.num_envs)
+        self.opponents[name] = BatchedMCTS(evaluator, search_config(self.cfg), seed=self.seed)
+
+    def _assign_opponents(self, fresh: np.ndarray, opponent: str | None) -> None:
+        """Games that just started meet the live network or, with the league's share, the
+        current snapshot; opponents no game plays any more are dropped."""
+        self.opponent_of[fresh] = ""
+        if opponent is not None and self.league_share > 0 and fresh.size:
+            league = fresh[self.rng.random(fresh.size) < self.league_share]
+            self.opponent_of[league] = opponent
+            self.learner_seat[league] = self.rng.integers(0, 2, league.size)
+        in_play = set(self.opponent_of.tolist()) | {opponent}
+        for name in [n for n in self.opponents if n not in in_play]:
+            del self.opponents[name]
+
+    def play_moves(self, num_moves: int, opponent: str | None = None) -> dict[str, Any]:
         game, cfg = self.game, self.cfg
         G = game.num_envs
-        rows = np.arange(G)
         out: dict[str, list[np.ndarray]] = {"planes": [], "legal": [], "policy": [], "value": []}
         games = first_wins = draws = 0
+        league_results: dict[str, list[int]] = {}  # opponent -> learner's [wins, draws, losses]
         evaluations_before = self.evaluator.evaluations
         start = time.perf_counter()
         for _ in range(num_moves):
             ply = game.moves.astype(np.int64)  # (G,)
-            self.hist_planes[rows, ply] = game.planes()
-            self.hist_legal[rows, ply] = game.legal_mask()
-            self.hist_mover[rows, ply] = game.current_player()
+            self._assign_opponents(np.flatnonzero(ply == 0), opponent)
+            mover = game.current_player()  # (G,)
+            frozen_turn = (self.opponent_of != "") & (mover != self.learner_seat)  # (G,)
             temperature = np.where(ply < cfg.temperature_moves, 1.0, 0.0)
-            result = self.mcts.search(game, add_noise=True, temperature=temperature)
-            self.hist_policy[rows, ply] = result.policy
-            rewards, done = game.step(result.action)  # finished games restart at once
+            actions = np.zeros(G, np.int64)
+            learner = np.flatnonzero(~frozen_turn)
+            if learner.size:
+                sub = game if learner.size == G else game.take(learner)
+                result = self.mcts.search(sub, add_noise=True, temperature=temperature[learner])
+                actions[learner] = result.action
+                at = ply[learner]
+                self.hist_planes[learner, at] = sub.planes()
+                self.hist_legal[learner, at] = sub.legal_mask()
+                self.hist_policy[learner, at] = result.policy
+            self.hist_mover[np.arange(G), ply] = mover
+            self.hist_learner[np.arange(G), ply] = ~frozen_turn
+            for name in set(self.opponent_of[frozen_turn].tolist()):
+                idx = np.flatnonzero(frozen_turn & (self.opponent_of == name))
+                result = self.opponents[name].search(
+                    game.take(idx), add_noise=True, temperature=temperature[idx]
+                )
+                actions[idx] = result.action
+            rewards, done = game.step(actions)  # finished games restart at once
             for g in np.flatnonzero(done):
                 length = ply[g] + 1
-                out["planes"].append(self.hist_planes[g, :length].copy())
-                out["legal"].append(self.hist_legal[g, :length].copy())
-                out["policy"].append(self.hist_policy[g, :length].copy())
+                keep = self.hist_learner[g, :length]
+                out["planes"].append(self.hist_planes[g, :length][keep])
+                out["legal"].append(self.hist_legal[g, :length][keep])
+                out["policy"].append(self.hist_policy[g, :length][keep])
                 # the value target: the final result from the view of the player who moved
-                out["value"].append(rewards[g, self.hist_mover[g, :length]].astype(np.float32))
+                movers = self.hist_mover[g, :length][keep]
+                out["value"].append(rewards[g, movers].astype(np.float32))
                 games += 1
                 first_wins += int(rewards[g, 0] > 0)
                 draws += int(rewards[g, 0] == 0)
+                if self.opponent_of[g]:
+                    score = rewards[g, self.learner_seat[g]]
+                    record = league_results.setdefault(self.opponent_of[g], [0, 0, 0])
+                    record[0 if score > 0 else 1 if score == 0 else 2] += 1
         seconds = time.perf_counter() - start
-        batch = {
+        batch: dict[str, Any] = {
             name: (np.concatenate(parts) if parts else np.zeros((0,)))
             for name, parts in out.items()
         }
@@ -186,6 +249,7 @@ class SelfPlayWorker:
             "seconds": seconds,
             "cache_hit_rate": cache.hit_rate() if cache is not None else 0.0,
             "worker": self.index,
+            "league_results": league_results,
         }
         return batch
 
@@ -230,9 +294,15 @@ class EvalWorker:
         opponents_built += [
             self._player(snap, snap_weights, seed + 2) for snap, snap_weights in snapshots.items()
         ]
-        for opponent in opponents_built:
+        for i, opponent in enumerate(opponents_built):
             start = time.perf_counter()
-            result = play_match(make_game, player, opponent, self.cfg.eval_games)
+            # two networks searching without noise replay the same game: start snapshot
+            # matches from random two-ply openings (each played from both seats)
+            snapshot = i >= len(opponents)
+            result = play_match(
+                make_game, player, opponent, self.cfg.eval_games,
+                opening_plies=2 if snapshot else 0, seed=seed + i,
+            )  # fmt: skip
             record = result.record()
             rows.append(
                 {
@@ -328,7 +398,20 @@ class AlphaZeroRun:
         }  # fmt: skip
         self.results = MatchResults()
         self.elo_history: list[dict[str, float]] = []
-        self.snapshots: dict[str, dict[str, torch.Tensor]] = {}
+        mix = parse_league_mix(cfg.league_mix)
+        self.league_share = 1.0 - mix["latest"]
+        frozen = mix["past"] + mix["pfsp"]
+        self.pfsp_share = mix["pfsp"] / frozen if frozen else 0.0
+        self.league = League(
+            LeagueConfig(
+                latest=0.0,
+                past=1.0,
+                pfsp=0.0,
+                pfsp_weighting=cfg.league_pfsp_weighting,
+                max_snapshots=cfg.league_snapshots,
+            )
+        )
+        self._snapshot_refs: dict[str, Any] = {}
         self.wandb_id: str | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -341,13 +424,12 @@ class AlphaZeroRun:
     # -- checkpoints ---------------------------------------------------------------------
 
     def _restore(self, ckpt: Any) -> None:
-        model = {k: v for k, v in ckpt.model.items() if not k.startswith(SNAPSHOT_PREFIX)}
+        model = {k: v for k, v in ckpt.model.items() if not k.startswith(LEAGUE_PREFIX)}
         self.learner.net.load_state_dict(model)
         self.learner.optimizer.load_state_dict(ckpt.optimizer)
-        for name, tensor in ckpt.model.items():
-            if name.startswith(SNAPSHOT_PREFIX):
-                snap, _, param = name[len(SNAPSHOT_PREFIX) :].partition("/")
-                self.snapshots.setdefault(snap, {})[param] = tensor
+        if ckpt.league:
+            tensors = {k: v for k, v in ckpt.model.items() if k.startswith(LEAGUE_PREFIX)}
+            self.league = League.from_state_dict(ckpt.league, tensors)
         self.counters.update(ckpt.counters)
         ratings = ckpt.ratings or {}
         if "results" in ratings:
@@ -360,17 +442,16 @@ class AlphaZeroRun:
     def save(self) -> Path:
         from selfplay.checkpoint import checkpoint_path, save_checkpoint
 
-        model = dict(self.learner.net.state_dict())
-        for snap, weights in self.snapshots.items():
-            for param, tensor in weights.items():
-                model[f"{SNAPSHOT_PREFIX}{snap}/{param}"] = tensor
+        league_meta, league_tensors = self.league.state_dict()
+        assert all(k.startswith(LEAGUE_PREFIX) for k in league_tensors)
         return save_checkpoint(
             checkpoint_path(self.run_dir),
-            model=model,
+            model={**self.learner.net.state_dict(), **league_tensors},
             optimizer=self.learner.optimizer.state_dict(),
             counters=dict(self.counters),
             config=to_dict(self.cfg),
             ratings={"results": self.results.to_dict(), "history": self.elo_history},
+            league=league_meta,
             replay=self.replay.recent(min(REPLAY_WINDOW, self.cfg.replay_size)),
             extra={"wandb_run_id": self.wandb_id},
         )
@@ -435,7 +516,9 @@ class AlphaZeroRun:
         pending: dict[Any, int] = {}
 
         def submit(worker: int) -> None:
-            ref = self.workers[worker].play.remote([weights_ref], version, cfg.moves_per_call)
+            ref = self.workers[worker].play.remote(
+                [weights_ref], version, cfg.moves_per_call, self._sample_opponent()
+            )
             pending[ref] = worker
 
         for w in range(len(self.workers)):
@@ -484,6 +567,9 @@ class AlphaZeroRun:
                         window[key] += stats[key]
                     window["worker_seconds"] += stats["seconds"]
                     hit_rates[worker] = stats["cache_hit_rate"]
+                    for opponent, (wins, draws, losses) in stats["league_results"].items():
+                        if opponent in self.league:  # it may have left the league since
+                            self.league.record("main", opponent, wins, draws, losses)
                     submit(worker)
                 if can_train:
                     batch = self.replay.sample(cfg.batch_size, self.rng, augment=cfg.augment)
@@ -550,22 +636,43 @@ class AlphaZeroRun:
         name = f"step_{int(self.counters['step'])}"
         self._record_eval(ray.get(self._launch_eval(name)), name)
 
+    def _sample_opponent(self) -> tuple[str, list[Any]] | None:
+        """The league snapshot that games starting in the next worker call meet: uniform over
+        the snapshots (past) or weighted by PFSP, in the configured proportion."""
+        names = self.league.names
+        if self.league_share == 0 or not names:
+            return None
+        if self.rng.random() < self.pfsp_share:
+            weights = self.league.pfsp_weights("main", names)
+            name = names[int(self.rng.choice(len(names), p=weights / weights.sum()))]
+        else:
+            name = names[int(self.rng.integers(len(names)))]
+        import ray
+
+        if name not in self._snapshot_refs:
+            self._snapshot_refs[name] = ray.put(dict(self.league.snapshot(name).weights))
+        return name, [self._snapshot_refs[name]]
+
     def _launch_eval(self, name: str) -> Any:
         opponents = [s.strip() for s in self.cfg.eval_opponents.split(",") if s.strip()]
         weights = self.learner.weights()
+        # the two newest snapshots are rated against the current weights too
+        earlier = {n: dict(self.league.snapshot(n).weights) for n in self.league.names[-2:]}
         ref = self.eval_worker.evaluate.remote(
-            name, weights, opponents, dict(self.snapshots), int(self.rng.integers(1 << 30))
+            name, weights, opponents, earlier, int(self.rng.integers(1 << 30))
         )
-        # keep the two newest snapshots as league opponents for later evaluations
-        self.snapshots[name] = weights
-        while len(self.snapshots) > 2:
-            self.snapshots.pop(next(iter(self.snapshots)))
+        self.league.add_snapshot(name, weights, role="main", step=int(self.counters["step"]))
+        self._snapshot_refs = {
+            n: r for n, r in self._snapshot_refs.items() if n in self.league.names
+        }
         return ref
 
     def _record_eval(self, rows: list[dict[str, Any]], name: str) -> None:
         metrics: dict[str, float] = {}
         for row in rows:
             self.results.add(row["a"], row["b"], row["wins"], row["draws"], row["losses"])
+            if row["a"] in self.league and row["b"] in self.league:
+                self.league.record(row["a"], row["b"], row["wins"], row["draws"], row["losses"])
             games = row["wins"] + row["draws"] + row["losses"]
             label = row["b"].replace(":", "")
             metrics[f"eval/score_vs_{label}"] = (row["wins"] + 0.5 * row["draws"]) / games

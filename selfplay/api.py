@@ -48,7 +48,9 @@ class TrainedPlayer:
         self.cfg = cfg
         self.name = name
         net = build_network(network_config(cfg))
-        net.load_state_dict(weights)
+        # a checkpoint's model dict also holds the league's snapshots: take the net's own keys
+        own = net.state_dict().keys()
+        net.load_state_dict({k: v for k, v in weights.items() if k in own})
         self.evaluator = NetworkEvaluator(net, device=device, example_batch=1)
         config = search_config(cfg, evaluation=True)
         if simulations is not None:
@@ -90,7 +92,6 @@ def load_player(
 
     ``simulations``: the search budget per move (default: the run's ``eval_simulations``).
     """
-    from selfplay.alphazero import SNAPSHOT_PREFIX
     from selfplay.checkpoint import find_checkpoint, load_checkpoint
     from selfplay.config import config_from_dict
 
@@ -99,7 +100,6 @@ def load_player(
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt.config)
-    weights = {k: v for k, v in ckpt.model.items() if not k.startswith(SNAPSHOT_PREFIX)}
     return TrainedPlayer(
-        cfg, weights, simulations=simulations, device=device, name=path.parent.name, seed=seed
+        cfg, ckpt.model, simulations=simulations, device=device, name=path.parent.name, seed=seed
     )

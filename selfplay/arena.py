@@ -94,12 +94,19 @@ def play_match(
     num_games: int,
     *,
     batch_size: int | None = None,
+    opening_plies: int = 0,
+    seed: int = 0,
 ) -> MatchResult:
     """Play ``num_games`` games of a against b; a moves first in the even-numbered games.
 
     ``make_game(n)`` returns a fresh core of n games (``lambda n: envs.make("connect_four", n)``).
-    Games are played ``batch_size`` at a time (all at once by default).
+    Games are played ``batch_size`` at a time (all at once by default). ``opening_plies``
+    random moves start each pair of games (the same opening with seats swapped), so that two
+    deterministic players do not replay one game over and over.
     """
+    if isinstance(opening_plies, bool) or not isinstance(opening_plies, int) or opening_plies < 0:
+        raise ValueError(f"opening_plies must be an integer >= 0, got {opening_plies!r}")
+    rng = np.random.default_rng(seed)
     if isinstance(num_games, bool) or not isinstance(num_games, int) or num_games < 1:
         raise ValueError(f"num_games must be an integer >= 1, got {num_games!r}")
     batch_size = num_games if batch_size is None else batch_size
@@ -112,6 +119,7 @@ def play_match(
         a_seat = (np.arange(start, start + n) % 2).astype(np.int64)  # (n,)
         game = make_game(n)
         game_name = game.name
+        _play_opening(game, opening_plies, rng)
         outcomes.append(_play_batch(game, (player_a, player_b), a_seat))
         seats.append(a_seat)
         moves.extend(_moves(game))
@@ -123,6 +131,17 @@ def play_match(
         a_seat=np.concatenate(seats),
         moves=moves,
     )
+
+
+def _play_opening(game: Any, plies: int, rng: np.random.Generator) -> None:
+    """Random legal moves, the same in games 2k and 2k+1 (whose seats are swapped)."""
+    for _ in range(plies):
+        live = ~game.terminated
+        if not live.any():
+            return
+        actions = game.random_legal_actions(rng)
+        actions[1::2] = actions[0::2][: len(actions[1::2])]  # the pair's twin plays the same
+        game.step(actions, where=live)
 
 
 def _play_batch(game: Any, players: tuple[Player, Player], a_seat: np.ndarray) -> np.ndarray:
@@ -138,11 +157,18 @@ def _play_batch(game: Any, players: tuple[Player, Player], a_seat: np.ndarray) -
                 continue
             index = np.flatnonzero(turn)
             chosen = np.asarray(player.act(game.take(index)))
-            legal = game.legal_mask()[index, chosen]
-            if chosen.shape != index.shape or not legal.all():
-                bad = int(np.flatnonzero(~legal)[0]) if chosen.shape == index.shape else 0
+            if chosen.shape != index.shape:
                 raise ValueError(
-                    f"player {player.name!r} returned illegal action {chosen[bad]!r} in game "
+                    f"player {player.name!r} returned {chosen.shape} actions for "
+                    f"{len(index)} games"
+                )
+            in_range = (chosen >= 0) & (chosen < game.num_actions)
+            legal = in_range.copy()
+            legal[in_range] = game.legal_mask()[index[in_range], chosen[in_range]]
+            if not legal.all():
+                bad = int(np.flatnonzero(~legal)[0])
+                raise ValueError(
+                    f"player {player.name!r} returned illegal action {int(chosen[bad])} in game "
                     f"{int(index[bad])}"
                 )
             actions[index] = chosen

@@ -160,6 +160,16 @@ class TrainConfig:
     checkpoint_every_minutes: float = 5.0
     """minutes between checkpoints (one more is written at the end)"""
 
+    # --- league ---
+    league_mix: str = "latest=1.0"
+    """self-play opponents as shares of games summing to 1: latest (the live network itself),
+    past (uniform over frozen snapshots), pfsp (snapshots weighted by how hard they are)"""
+    league_pfsp_weighting: str = "hard"
+    """PFSP weighting of a snapshot the learner beats with probability p: hard (1-p)^2,
+    variance p(1-p) or linear 1-p"""
+    league_snapshots: int = 20
+    """frozen snapshots the league keeps (one is added at every evaluation)"""
+
     # --- tracking and infrastructure ---
     wandb: str = "offline"
     """Weights & Biases mode: online, offline or disabled"""
@@ -212,6 +222,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "net": NETS,
     "search": SEARCHES,
     "wandb": WANDB_MODES,
+    "league_pfsp_weighting": ("hard", "variance", "linear"),
 }
 _INT_MIN: dict[str, int] = {
     **dict.fromkeys(
@@ -233,6 +244,7 @@ _INT_MIN: dict[str, int] = {
             "min_replay",
             "publish_every",
             "eval_games",
+            "league_snapshots",
         ),
         1,
     ),
@@ -274,9 +286,30 @@ def _allowed(name: str) -> str:
         return "a non-empty string"
     if name == "eval_opponents":
         return "comma-separated player specs without empty items"
+    if name == "league_mix":
+        return "shares like latest=0.8,past=0.2,pfsp=0 (keys latest, past, pfsp; >= 0; sum 1)"
     if name == "run_name":
         return "empty or one directory name of letters, digits and ._+=-"
     return "a string"
+
+
+LEAGUE_MIX_KEYS = ("latest", "past", "pfsp")
+
+
+def parse_league_mix(text: str) -> dict[str, float]:
+    """``"latest=0.8,past=0.2"`` -> ``{"latest": 0.8, "past": 0.2, "pfsp": 0.0}``."""
+    shares = dict.fromkeys(LEAGUE_MIX_KEYS, 0.0)
+    for item in text.split(","):
+        key, sep, number = item.strip().partition("=")
+        if not sep or key not in shares:
+            raise ValueError(f"league_mix item {item!r} is not one of latest=, past=, pfsp=")
+        share = float(number)
+        if not (math.isfinite(share) and share >= 0):
+            raise ValueError(f"league_mix share {item!r} must be a number >= 0")
+        shares[key] = share
+    if abs(sum(shares.values()) - 1.0) > 1e-6:
+        raise ValueError(f"league_mix shares must sum to 1, got {text!r}")
+    return shares
 
 
 def _check_field(name: str, value: Any) -> Any:
@@ -306,6 +339,11 @@ def _check_field(name: str, value: Any) -> Any:
             ok = re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is not None
         elif ok and name in _NON_EMPTY:
             ok = bool(value.strip())
+        elif ok and name == "league_mix":
+            try:
+                parse_league_mix(value)
+            except ValueError:
+                ok = False
         elif ok and name == "eval_opponents":
             ok = not value.strip() or all(spec.strip() for spec in value.split(","))
         elif ok and name == "run_name":

@@ -221,3 +221,32 @@ def test_sigint_ends_a_run_cleanly(tmp_path: Path) -> None:
     ckpt = load_checkpoint(tmp_path / "sig" / "checkpoint.pt")
     assert ckpt.counters["step"] > 0
     assert list((tmp_path / "sig" / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_league_opponents_in_training_survive_resume(local_ray, tmp_path: Path) -> None:
+    from selfplay.league import League
+
+    cfg = small_config(
+        tmp_path, "league", minutes=0.5, eval_every_minutes=0.1,
+        league_mix="latest=0.5,past=0.25,pfsp=0.25", league_snapshots=3,
+    )  # fmt: skip
+    train(cfg, final_eval=False)
+    ckpt = load_checkpoint(tmp_path / "league" / "checkpoint.pt")
+    tensors = {k: v for k, v in ckpt.model.items() if k.startswith("league/")}
+    league = League.from_state_dict(ckpt.league, tensors)
+    assert 1 <= len(league.names) <= 3
+    # games against frozen snapshots were played and recorded for PFSP
+    assert league.results.games("main") > 0, "main met league snapshots"
+    # resume: the league comes back whole, and snapshots never change
+    before = {n: dict(league.snapshot(n).weights) for n in league.names}
+    resumed = replace(cfg, minutes=ckpt.counters["seconds"] / 60 + 0.25)
+    train(resumed, resume=tmp_path / "league", final_eval=False)
+    after = load_checkpoint(tmp_path / "league" / "checkpoint.pt")
+    league2 = League.from_state_dict(
+        after.league, {k: v for k, v in after.model.items() if k.startswith("league/")}
+    )
+    for name, weights in before.items():
+        if name in league2:
+            for key, tensor in weights.items():
+                assert (league2.snapshot(name).weights[key] == tensor).all()
+    assert league2.results.games("main") >= league.results.games("main")
