@@ -159,8 +159,7 @@ def _play_batch(game: Any, players: tuple[Player, Player], a_seat: np.ndarray) -
             chosen = np.asarray(player.act(game.take(index)))
             if chosen.shape != index.shape:
                 raise ValueError(
-                    f"player {player.name!r} returned {chosen.shape} actions for "
-                    f"{len(index)} games"
+                    f"player {player.name!r} returned {chosen.shape} actions for {len(index)} games"
                 )
             in_range = (chosen >= 0) & (chosen < game.num_actions)
             legal = in_range.copy()
