@@ -62,16 +62,26 @@ def _run_train(args: argparse.Namespace) -> int:
     from selfplay.config import config_from_args, make_run_name
 
     if args.resume:
+        from pathlib import Path
+
         from selfplay.checkpoint import find_checkpoint, load_checkpoint
 
-        checkpoint = load_checkpoint(find_checkpoint(args.resume))
-        cfg = config_from_args(args, base=checkpoint.config)  # all checks before Ray starts
+        ppo_state = Path(args.resume) / "ppo_run.json"
+        if ppo_state.is_file():  # a PPO run: RLlib's checkpoint, our config beside it
+            import json
+
+            base = json.loads(ppo_state.read_text())["config"]
+        else:
+            base = load_checkpoint(find_checkpoint(args.resume)).config
+        cfg = config_from_args(args, base=base)  # all checks before Ray starts
     else:
         cfg = config_from_args(args)
         if not cfg.run_name:
             from dataclasses import replace
 
             cfg = replace(cfg, run_name=make_run_name(args.preset))
+    if cfg.algo == "ppo":
+        return _run_ppo(cfg, args)
     from selfplay.alphazero import train
 
     summary = train(cfg, resume=args.resume)
@@ -95,6 +105,29 @@ def _run_eval(args: argparse.Namespace) -> int:
     from selfplay.tournament import main as eval_main
 
     return eval_main(args)
+
+
+def _run_ppo(cfg: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from selfplay.rllib_bridge import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if run_dir.is_file():
+            run_dir = run_dir.parent
+    else:
+        run_dir = Path(cfg.runs_dir) / cfg.run_name
+    summary = train(cfg, run_dir, resume=bool(args.resume))
+    print(f"run {summary['run_dir']}: {summary['iterations']} PPO iterations")
+    scores = ", ".join(
+        f"{k.removeprefix('eval/score_vs_')} {100 * v:.0f}%"
+        for k, v in summary["metrics"].items()
+        if k.startswith("eval/score_vs_")
+    )
+    if scores:
+        print(f"evaluation: score {scores}")
+    return 0
 
 
 def _run_play(args: argparse.Namespace) -> int:

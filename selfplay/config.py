@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 GAMES = ("connect_four", "tictactoe")
-ALGOS = ("alphazero",)  # "ppo" (league PPO through RLlib) comes later
+ALGOS = ("alphazero", "ppo")  # ppo: PPO self-play through RLlib (selfplay.rllib_bridge)
 NETS = ("convnet", "transformer", "mlp")
 SEARCHES = ("gumbel", "puct")
 DEVICES = ("auto", "cpu", "cuda")
@@ -352,8 +352,6 @@ def _check_field(name: str, value: Any) -> Any:
                 value not in (".", "..") and re.fullmatch(r"[\w.+=-]+", value) is not None
             )
     if not ok:
-        if name == "algo" and value == "ppo":
-            raise ValueError("algo must be one of alphazero (ppo is not available yet), got 'ppo'")
         raise ValueError(f"{name} must be {_allowed(name)}, got {value!r}")
     return value
 

@@ -189,6 +189,27 @@ class Snapshot:
 # ---- SPRT ---------------------------------------------------------------------------------
 
 
+def pfsp_weights(p: np.ndarray, weighting: str = "hard", exponent: float = 2.0) -> np.ndarray:
+    """Normalized PFSP weights from win probabilities ``p`` of the learner against each
+    opponent: hard ``(1 - p)^k``, variance ``p (1 - p)``, linear ``1 - p``; uniform when every
+    weight is zero."""
+    p = np.asarray(p, np.float64)
+    if weighting == "hard":
+        f = (1.0 - p) ** exponent
+    elif weighting == "variance":
+        f = p * (1.0 - p)
+    elif weighting == "linear":
+        f = 1.0 - p
+    else:
+        raise ValueError(
+            f"unknown pfsp weighting {weighting!r}: choose one of {', '.join(PFSP_WEIGHTINGS)}"
+        )
+    total = f.sum()
+    if total <= 0:
+        return np.full(len(p), 1.0 / len(p))
+    return f / total
+
+
 def sprt_bounds(alpha: float = 0.05, beta: float = 0.05) -> tuple[float, float]:
     """Wald's stopping bounds ``(log(beta / (1 - alpha)), log((1 - beta) / alpha))`` on the LLR."""
     for name, value in (("alpha", alpha), ("beta", beta)):
@@ -484,17 +505,7 @@ class League:
         if not opponents:
             raise ValueError("pfsp_weights needs at least one opponent")
         p = np.array([self.payoff(learner, name) for name in opponents])  # (n,)
-        weighting = self.config.pfsp_weighting
-        if weighting == "hard":
-            f = (1.0 - p) ** self.config.pfsp_exponent
-        elif weighting == "variance":
-            f = p * (1.0 - p)
-        else:
-            f = 1.0 - p
-        total = f.sum()
-        if total <= 0:
-            return np.full(len(p), 1.0 / len(p))
-        return f / total
+        return pfsp_weights(p, self.config.pfsp_weighting, self.config.pfsp_exponent)
 
     # ---- payoff ---------------------------------------------------------------------------
 

@@ -1,0 +1,1111 @@
+"""The RLlib bridge: our networks as RLModules, our games in RLlib's multi-agent API, PPO self-play.
+
+A thin adapter (RLlib's new API stack: RLModule / Learner / EnvRunner); nothing of RLlib's
+configuration enters `TrainConfig` beyond what `PPOSettings` names::
+
+    PolicyValueRLModule      our `build_network(config)` as a TorchRLModule + ValueFunctionAPI;
+                             the action mask is applied inside the module (by our net)
+    register_envs()          "selfplay_<game>" -> RLlib's PettingZooEnv over `envs.aec_env(game)`
+                             (turn-based: only the agent to move gets an observation and acts)
+    EpisodeMapping           the policy_mapping_fn: per episode, the learner "main" takes a seat
+                             and the league picks the opponent; a pure function of the episode id
+    LeagueCallback           snapshots "main" every N iterations into a frozen module (never
+                             trained), keeps at most K, records the learner's results per opponent
+    SnapshotMix              the default league: latest self + uniform past frozen snapshots
+    train_ppo(...)           PPOConfig -> algo.train() loop for a time budget, checkpoints
+                             (`save_to_path` + league.json), resume, final evaluation in our arena
+
+A league plugs in through the small `League` protocol (`sample_opponent(learner, rng) -> name`,
+`add_snapshot`, `record`, `snapshot_names`, `state_dict`/`load_state_dict`); the league object is
+pickled to the EnvRunners whenever it changes, so `sample_opponent` must be a pure function of
+the league's state and `rng` (the same episode must map the same way on every call).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+import ray
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.env.wrappers.pettingzoo_env import PettingZooEnv
+from ray.tune.registry import register_env
+
+import envs
+from agents.networks import (
+    ConvNetConfig,
+    MLPConfig,
+    NetworkConfig,
+    PolicyValueNet,
+    TransformerConfig,
+    build_network,
+)
+from agents.players import make_player
+from selfplay.arena import play_match
+from selfplay.league import pfsp_weights
+
+logger = logging.getLogger(__name__)
+
+LEARNER = "main"
+"""Module id of the one module that trains."""
+ENV_PREFIX = "selfplay_"
+"""RLlib env names are ``selfplay_<game>`` (``selfplay_connect_four``, ``selfplay_tictactoe``)."""
+MASKED_LOGIT = -1e9
+"""What illegal actions' logits become in RLlib's hands. Our nets put -inf there, which RLlib's
+Categorical survives for sampling but not for every loss term (a KL of two -inf logits is
+-inf - -inf = NaN); a large finite value gives the same probabilities (exp underflows to 0) and
+keeps every term finite, also for terminal observations whose mask is all zeros."""
+NETWORK_KEY = "selfplay_network"
+"""Key of our network's config inside an RLModuleSpec's model_config."""
+LEAGUE_FILE = "league.json"
+CHECKPOINT_DIR = "rllib_checkpoint"
+
+
+# --------------------------------------------------------------------------------------------
+# Network configs <-> RLlib model_config (plain, picklable, JSON-able dicts)
+# --------------------------------------------------------------------------------------------
+
+_NET_KINDS: dict[str, type] = {
+    "convnet": ConvNetConfig,
+    "transformer": TransformerConfig,
+    "mlp": MLPConfig,
+}
+
+
+def model_config_for(network: NetworkConfig) -> dict[str, Any]:
+    """``network`` as the plain dict an `RLModuleSpec`'s ``model_config`` carries."""
+    for kind, cls in _NET_KINDS.items():
+        if isinstance(network, cls):
+            fields = dataclasses.asdict(network)
+            if "hidden" in fields:
+                fields["hidden"] = list(fields["hidden"])  # JSON has no tuples
+            return {"net": kind, **fields}
+    raise ValueError(
+        f"unknown network config {type(network).__name__}; expected one of "
+        f"{', '.join(c.__name__ for c in _NET_KINDS.values())}"
+    )
+
+
+def network_config_from(model_config: Mapping[str, Any]) -> NetworkConfig:
+    """The inverse of `model_config_for`."""
+    fields = dict(model_config)
+    kind = fields.pop("net", None)
+    if kind not in _NET_KINDS:
+        raise ValueError(
+            f"model_config['net'] must be one of {', '.join(_NET_KINDS)}, got {kind!r}"
+        )
+    if "hidden" in fields:
+        fields["hidden"] = tuple(fields["hidden"])
+    return _NET_KINDS[kind](**fields)
+
+
+def network_config_for_game(game: str, net: str = "convnet", **sizes: Any) -> NetworkConfig:
+    """A network config shaped for ``game`` (``sizes``: channels/blocks, width/heads/depth,
+    hidden as a tuple of widths)."""
+    core = envs.make(game, 1)
+    shape = {"rows": core.rows, "cols": core.cols, "num_actions": core.num_actions}
+    if net not in _NET_KINDS:
+        raise ValueError(f"net must be one of {', '.join(_NET_KINDS)}, got {net!r}")
+    return _NET_KINDS[net](**shape, **sizes)
+
+
+# --------------------------------------------------------------------------------------------
+# The RLModule
+# --------------------------------------------------------------------------------------------
+
+
+def observation_to_net_inputs(
+    net: PolicyValueNet, obs: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A PettingZoo observation dict (batched by RLlib) -> ``(x, legal_mask)`` for ``net``.
+
+    ``obs["observation"]``: (B, rows, cols, 2) planes, the observer's stones first (int8 from
+    the env; RLlib keeps the dtype); ``obs["action_mask"]``: (B, A), 1 = legal.
+    """
+    planes = obs["observation"]  # (B, rows, cols, 2)
+    legal_mask = obs["action_mask"] > 0  # (B, A) bool
+    if net.input_kind == "tokens":
+        stones = planes.long()  # (B, rows, cols, 2)
+        x = (stones[..., 0] + 2 * stones[..., 1]).flatten(1)  # (B, rows*cols): 0/1/2
+    else:
+        # our nets read channels first: (B, rows, cols, 2) -> (B, 2, rows, cols)
+        x = planes.permute(0, 3, 1, 2).float()
+    return x, legal_mask
+
+
+class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
+    """One of our policy-value nets as an RLlib RLModule (PPO-ready: it has a value function).
+
+    ``model_config`` is ``{NETWORK_KEY: model_config_for(network_config)}`` (see
+    `module_spec`). The observation space must be the
+    PettingZoo dict (``observation`` planes + ``action_mask``); masking happens here, through
+    our net's head, so no RLlib connector or wrapper has to know about masks.
+    """
+
+    def setup(self) -> None:
+        if not isinstance(self.observation_space, gym.spaces.Dict) or set(
+            self.observation_space.spaces
+        ) != {"observation", "action_mask"}:
+            raise ValueError(
+                "PolicyValueRLModule needs a Dict observation space with keys observation and "
+                f"action_mask (our PettingZoo views), got {self.observation_space}"
+            )
+        # RLlib merges its own defaults (vf_share_layers, fcnet_hiddens, ...) into
+        # model_config, so our net's config travels under one key of its own.
+        model_config = self.model_config or {}
+        if NETWORK_KEY not in model_config:
+            raise ValueError(
+                f"model_config needs {NETWORK_KEY!r} (see module_spec), "
+                f"got keys {sorted(model_config)}"
+            )
+        self.network_config = network_config_from(model_config[NETWORK_KEY])
+        self.net = build_network(self.network_config)
+
+    def _policy_value(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, legal_mask = observation_to_net_inputs(self.net, batch[Columns.OBS])
+        logits, value = self.net(x, legal_mask)  # (B, A) with -inf on illegal, (B,)
+        return logits.masked_fill(~legal_mask, MASKED_LOGIT), value
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        logits, _ = self._policy_value(batch)
+        return {Columns.ACTION_DIST_INPUTS: logits}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        logits, value = self._policy_value(batch)
+        # PPO's loss calls compute_values(batch, embeddings=fwd_out[EMBEDDINGS]); handing the
+        # value over as the "embedding" saves a second forward pass of the whole net.
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: value}
+
+    def compute_values(
+        self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Values (B,) in [-1, 1] from the observer's (the mover's) point of view."""
+        if embeddings is not None:
+            return embeddings
+        # Called by the GAE connector for every module, frozen snapshots included, while the
+        # module may be in train mode: eval mode keeps BatchNorm's running statistics intact.
+        was_training = self.training
+        self.eval()
+        try:
+            x, legal_mask = observation_to_net_inputs(self.net, batch[Columns.OBS])
+            _, value = self.net.forward_unchecked(x, legal_mask)  # all-zero masks are fine
+        finally:
+            self.train(was_training)
+        return value
+
+
+def module_spec(network: NetworkConfig, game: str, **game_options: Any) -> RLModuleSpec:
+    """The RLModuleSpec of ``network`` for ``game``'s spaces."""
+    view = envs.aec_env(game, **game_options)
+    agent = view.possible_agents[0]
+    return RLModuleSpec(
+        module_class=PolicyValueRLModule,
+        observation_space=view.observation_space(agent),
+        action_space=view.action_space(agent),
+        model_config={NETWORK_KEY: model_config_for(network)},
+    )
+
+
+def greedy_actions(
+    module: PolicyValueRLModule, planes: np.ndarray, legal: np.ndarray
+) -> np.ndarray:
+    """int64 (N,): the module's greedy legal action per position, through `forward_inference`.
+
+    ``planes``: (N, 2, rows, cols) from the mover's view (our cores' ``observation()``);
+    ``legal``: bool (N, A).
+    """
+    # back to the PettingZoo layout the module reads: (N, rows, cols, 2) int8
+    pettingzoo_planes = np.ascontiguousarray(planes.transpose(0, 2, 3, 1), dtype=np.int8)
+    obs = {
+        "observation": torch.from_numpy(pettingzoo_planes),
+        "action_mask": torch.from_numpy(legal.astype(np.int8)),  # (N, A)
+    }
+    with torch.no_grad():
+        out = module.forward_inference({Columns.OBS: obs})
+    return out[Columns.ACTION_DIST_INPUTS].argmax(dim=1).cpu().numpy().astype(np.int64)
+
+
+class RLModulePlayer:
+    """Our player protocol over an RLModule's greedy masked policy (for `play_match`)."""
+
+    def __init__(self, module: PolicyValueRLModule, name: str = "ppo") -> None:
+        self.module = module
+        self.name = name
+
+    def act(self, game: Any) -> np.ndarray:
+        """int64 (N,): the greedy legal action in each game of the batch ``game``."""
+        return greedy_actions(self.module, game.observation(), game.legal_mask())
+
+
+# --------------------------------------------------------------------------------------------
+# Environments
+# --------------------------------------------------------------------------------------------
+
+
+class IllegalActionError(ValueError):
+    """An agent sent an action its observation's action_mask forbade."""
+
+
+class MaskCheckedPettingZooEnv(PettingZooEnv):
+    """RLlib's AEC wrapper, refusing any action the mover's ``action_mask`` forbids.
+
+    Our cores treat an illegal move as a loss rather than an error; under RLlib a masked
+    policy must never send one, so here it is an error that stops training, and
+    ``illegal_actions`` counts them out of ``checked_actions`` (for tests that prefer counting).
+    """
+
+    def __init__(self, env: Any, *, strict: bool = True) -> None:
+        super().__init__(env)
+        self.strict = strict
+        self.illegal_actions = 0
+        self.checked_actions = 0
+
+    def step(self, action: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        agent = self.env.agent_selection
+        if agent not in action:
+            raise IllegalActionError(f"no action for {agent}, whose turn it is: got {list(action)}")
+        mask = self.env.observe(agent)["action_mask"]
+        a = int(action[agent])
+        self.checked_actions += 1
+        if not (0 <= a < mask.shape[0] and mask[a]):
+            self.illegal_actions += 1
+            if self.strict:
+                raise IllegalActionError(
+                    f"{agent} played {a}, illegal here: legal are {np.flatnonzero(mask).tolist()}"
+                )
+        return super().step(action)
+
+
+def make_env(env_config: Mapping[str, Any]) -> MaskCheckedPettingZooEnv:
+    """The env creator: ``{"game": name, "options": {...}, "strict": bool}``."""
+    game = env_config.get("game", "connect_four")
+    options = dict(env_config.get("options", {}))
+    return MaskCheckedPettingZooEnv(
+        envs.aec_env(game, **options), strict=bool(env_config.get("strict", True))
+    )
+
+
+def register_envs(games: Iterable[str] | None = None) -> list[str]:
+    """Register ``selfplay_<game>`` with Ray Tune's registry for each game; returns the names.
+
+    The env_config's ``game`` key defaults to the registered game, so
+    ``PPOConfig().environment("selfplay_tictactoe")`` needs no env_config.
+    """
+    names = []
+    for game in games if games is not None else sorted(envs.GAMES):
+
+        def creator(env_config: Mapping[str, Any], _game: str = game) -> MaskCheckedPettingZooEnv:
+            return make_env({"game": _game, **dict(env_config)})
+
+        register_env(ENV_PREFIX + game, creator)
+        names.append(ENV_PREFIX + game)
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# League: protocol, default mix, per-episode mapping
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class League(Protocol):
+    """What the bridge needs from a league (selfplay.league can implement this)."""
+
+    def sample_opponent(self, learner: str, rng: np.random.Generator) -> str:
+        """The module id the learner meets in one episode (``learner`` itself = self-play).
+
+        Must depend only on the league's state and ``rng``: it runs on the EnvRunners, once
+        per agent of each episode, with an ``rng`` seeded from the episode id.
+        """
+        ...
+
+    def add_snapshot(self, name: str, weights: Mapping[str, Any]) -> list[str]:
+        """Take a frozen snapshot of the learner (``weights``: its module state); returns the
+        names of the snapshots to drop (the bridge removes their modules)."""
+        ...
+
+    def record(self, learner: str, opponent: str, outcome: int) -> None:
+        """One finished episode: +1 the learner won, 0 draw, -1 lost."""
+        ...
+
+    def snapshot_names(self) -> list[str]:
+        """The live snapshots, oldest first."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state (what league.json holds)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class SnapshotMix:
+    """The default league: "latest self" with probability ``self_play``, PFSP over the frozen
+    snapshots with probability ``pfsp`` (weighted by how hard each is, from the recorded
+    results), else a uniformly chosen past snapshot; at most ``max_snapshots`` kept (oldest
+    dropped first). It keeps names and results only: the weights live in RLlib modules."""
+
+    def __init__(
+        self,
+        max_snapshots: int = 5,
+        self_play: float = 0.5,
+        pfsp: float = 0.0,
+        pfsp_weighting: str = "hard",
+    ) -> None:
+        if max_snapshots < 1:
+            raise ValueError(f"max_snapshots must be an integer >= 1, got {max_snapshots!r}")
+        if not (0.0 <= self_play <= 1.0 and 0.0 <= pfsp <= 1.0 - self_play + 1e-9):
+            raise ValueError(
+                f"self_play and pfsp must be shares in [0, 1] summing to at most 1, got "
+                f"self_play={self_play!r}, pfsp={pfsp!r}"
+            )
+        self.max_snapshots = max_snapshots
+        self.self_play = self_play
+        self.pfsp = pfsp
+        self.pfsp_weighting = pfsp_weighting
+        self.snapshots: list[str] = []
+        # opponent -> [wins, draws, losses] of the learner
+        self.results: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+
+    def sample_opponent(self, learner: str, rng: np.random.Generator) -> str:
+        u = rng.random()
+        if not self.snapshots or u < self.self_play:
+            return learner
+        if u < self.self_play + self.pfsp:
+            wins_draws_losses = np.array([self.results.get(n, [0, 0, 0]) for n in self.snapshots])
+            wins, draws, losses = wins_draws_losses.T
+            p = (wins + 0.5 * draws + 1.0) / (wins + draws + losses + 2.0)  # Beta(1, 1) prior
+            weights = pfsp_weights(p, self.pfsp_weighting)
+            return self.snapshots[int(rng.choice(len(self.snapshots), p=weights))]
+        return self.snapshots[int(rng.integers(len(self.snapshots)))]
+
+    def add_snapshot(self, name: str, weights: Mapping[str, Any]) -> list[str]:
+        # The weights live in the RLlib module of the same name; this league keeps only names.
+        self.snapshots.append(name)
+        evicted = self.snapshots[: -self.max_snapshots]
+        self.snapshots = self.snapshots[-self.max_snapshots :]
+        return evicted
+
+    def record(self, learner: str, opponent: str, outcome: int) -> None:
+        self.results[opponent][1 - int(np.sign(outcome))] += 1  # +1 -> 0, 0 -> 1, -1 -> 2
+
+    def snapshot_names(self) -> list[str]:
+        return list(self.snapshots)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "max_snapshots": self.max_snapshots,
+            "self_play": self.self_play,
+            "pfsp": self.pfsp,
+            "pfsp_weighting": self.pfsp_weighting,
+            "snapshots": list(self.snapshots),
+            "results": {k: list(v) for k, v in self.results.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.max_snapshots = int(state["max_snapshots"])
+        self.self_play = float(state["self_play"])
+        self.pfsp = float(state.get("pfsp", 0.0))
+        self.pfsp_weighting = str(state.get("pfsp_weighting", "hard"))
+        self.snapshots = list(state["snapshots"])
+        self.results = defaultdict(
+            lambda: [0, 0, 0], {k: list(v) for k, v in state["results"].items()}
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.state_dict()  # the defaultdict's lambda does not pickle
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)
+
+
+def _episode_key(episode_id: str) -> int:
+    # A stable hash: Python's str hash differs between processes (PYTHONHASHSEED).
+    return zlib.crc32(str(episode_id).encode())
+
+
+class EpisodeMapping:
+    """The policy_mapping_fn: agent -> module id, a pure function of the episode id.
+
+    Per episode the learner takes seat ``0`` or ``1`` and the league picks the opponent, both
+    from an rng seeded by (seed, episode id), so both agents of an episode (and any repeated
+    call) get one consistent assignment, and the mix can change only between episodes.
+    """
+
+    def __init__(
+        self, league: Any, agents: tuple[str, ...], learner: str = LEARNER, seed: int = 0
+    ) -> None:
+        self.league = league
+        self.agents = agents
+        self.learner = learner
+        self.seed = seed
+
+    def assignment(self, episode_id: str) -> tuple[int, str]:
+        """(the learner's seat, the opponent's module id) for this episode."""
+        rng = np.random.default_rng([self.seed, _episode_key(episode_id)])
+        seat = int(rng.integers(len(self.agents)))
+        return seat, self.league.sample_opponent(self.learner, rng)
+
+    def __call__(self, agent_id: str, episode: Any, **kwargs: Any) -> str:
+        seat, opponent = self.assignment(episode.id_)
+        return self.learner if self.agents.index(agent_id) == seat else opponent
+
+
+# --------------------------------------------------------------------------------------------
+# The callback
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeagueSettings:
+    """How the league grows; carried on the callback class (RLlib builds callbacks with no
+    arguments, on the driver and on every EnvRunner)."""
+
+    snapshot_every: int = 10
+    """training iterations between frozen snapshots of the learner"""
+    seed: int = 0
+    """seed of the per-episode seat and opponent draw"""
+    keep_assignments: int = 10_000
+    """(episode id -> opponent) records kept on the driver, for inspection and tests"""
+
+
+class LeagueCallback(RLlibCallback):
+    """Self-play bookkeeping on both sides of RLlib.
+
+    EnvRunner side (``on_episode_end``): report (episode id, opponent, learner seat, outcome,
+    modules used) as one item per episode. Driver side (``on_train_result``): record results in
+    the league, log win rates under ``result["league"]``, and every ``snapshot_every``
+    iterations add a frozen snapshot of "main" and refresh the mapping on the EnvRunners.
+    """
+
+    settings = LeagueSettings()
+    EPISODES_KEY = "league_episodes"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.league: League = SnapshotMix()
+        self.agents: tuple[str, ...] = ()
+        # driver: episode id -> the opponents reported for it (one, if swaps wait for ends)
+        self.assignments: dict[str, set[str]] = {}
+        # driver: episodes whose modules differed from the mapping, or whose opponent changed
+        # between its start and its end
+        self.mapping_mismatches = 0
+        self.total_episodes = 0
+        # driver: opponent -> [wins, draws, losses] of the learner (whatever league is plugged)
+        self.results: dict[str, list[int]] = {}
+        # EnvRunner: episode id -> the (seat, opponent) its mapping gave when it started
+        self._started: dict[str, tuple[int, str]] = {}
+
+    # --- EnvRunner side ---------------------------------------------------------------------
+
+    def on_episode_start(self, *, episode: Any, **kwargs: Any) -> None:
+        mapping = episode.agent_to_module_mapping_fn
+        if isinstance(mapping, EpisodeMapping):
+            if len(self._started) > 100_000:  # episodes dropped by a reset never end: forget
+                self._started.clear()
+            self._started[str(episode.id_)] = mapping.assignment(episode.id_)
+
+    def on_episode_end(
+        self,
+        *,
+        episode: Any,
+        prev_episode_chunks: list[Any] | None = None,
+        metrics_logger: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        mapping = episode.agent_to_module_mapping_fn
+        if not isinstance(mapping, EpisodeMapping):
+            return
+        seat, opponent = mapping.assignment(episode.id_)
+        start = self._started.pop(str(episode.id_), None)
+        learner_agent = mapping.agents[seat]
+        used = {agent: episode.module_for(agent) for agent in mapping.agents}
+        # an episode may span several sample() calls: its return is over all of its chunks
+        learner_return = sum(
+            float(chunk.agent_episodes[learner_agent].get_return())
+            for chunk in [*(prev_episode_chunks or []), episode]
+            if learner_agent in chunk.agent_episodes
+        )
+        metrics_logger.log_value(
+            self.EPISODES_KEY,
+            {
+                "episode": str(episode.id_),
+                "opponent": opponent,
+                "seat": seat,
+                "outcome": int(np.sign(learner_return)),
+                "modules": used,
+                "same_as_at_start": start is None or start == (seat, opponent),
+            },
+            reduce="item_series",
+        )
+
+    # --- driver side ------------------------------------------------------------------------
+
+    def on_train_result(self, *, algorithm: Algorithm, result: dict, **kwargs: Any) -> None:
+        items = result.get("env_runners", {}).pop(self.EPISODES_KEY, None) or []
+        for item in items:
+            self._record(item)
+        result["league"] = self.summary()
+        every = self.settings.snapshot_every
+        if every > 0 and algorithm.iteration % every == 0:
+            add_snapshot(algorithm, self)  # (pushes the new mapping too)
+        else:
+            # the league saw new results (a PFSP league's odds move with them): ship it again;
+            # a small pickle per EnvRunner per iteration
+            push_mapping(algorithm, self)
+        result["league"]["snapshots"] = self.league.snapshot_names()
+
+    def _record(self, item: Mapping[str, Any]) -> None:
+        opponent = item["opponent"]
+        seat = item["seat"]
+        modules = item["modules"]
+        agents = list(modules)
+        # what the episode really ran with must be what the mapping says, seat by seat
+        expected = {a: (LEARNER if i == seat else opponent) for i, a in enumerate(agents)}
+        if expected != modules or not item["same_as_at_start"]:
+            self.mapping_mismatches += 1
+        self.league.record(LEARNER, opponent, item["outcome"])
+        row = self.results.setdefault(opponent, [0, 0, 0])
+        row[1 - item["outcome"]] += 1  # +1 -> wins, 0 -> draws, -1 -> losses
+        self.total_episodes += 1
+        if len(self.assignments) < self.settings.keep_assignments:
+            self.assignments.setdefault(item["episode"], set()).add(opponent)
+
+    def summary(self) -> dict[str, Any]:
+        """The learner's record per opponent: games, win/draw/loss rates, score."""
+        table: dict[str, Any] = {}
+        for opponent, (w, d, l) in self.results.items():
+            games = w + d + l
+            if games:
+                table[opponent] = {
+                    "games": games,
+                    "win_rate": w / games,
+                    "draw_rate": d / games,
+                    "loss_rate": l / games,
+                    "score": (w + 0.5 * d) / games,
+                }
+        return {"opponents": table, "episodes": self.total_episodes}
+
+
+def league_callback_class(settings: LeagueSettings) -> type[LeagueCallback]:
+    """A LeagueCallback subclass carrying ``settings`` (RLlib instantiates it without args)."""
+    return type("ConfiguredLeagueCallback", (LeagueCallback,), {"settings": settings})
+
+
+def driver_callback(algo: Algorithm) -> LeagueCallback:
+    """The LeagueCallback instance living on the driver (where the league state is)."""
+    callbacks = algo.callbacks if isinstance(algo.callbacks, list) else [algo.callbacks]
+    for callback in callbacks:
+        if isinstance(callback, LeagueCallback):
+            return callback
+    raise ValueError("this Algorithm was not built with a LeagueCallback (see build_ppo)")
+
+
+def push_mapping(algo: Algorithm, callback: LeagueCallback) -> EpisodeMapping:
+    """Ship the league's current state, as a new policy_mapping_fn, to every EnvRunner.
+
+    Episodes already running keep the mapping they started with (RLlib binds the function
+    to an episode when it is created), so opponents change only between episodes.
+    """
+    mapping = EpisodeMapping(callback.league, callback.agents, LEARNER, callback.settings.seed)
+
+    def install(env_runner: Any) -> None:
+        env_runner.config.multi_agent(policy_mapping_fn=mapping)  # EnvRunner configs are unfrozen
+
+    algo.env_runner_group.foreach_env_runner(install)
+    # the driver's config too, so a checkpoint and later add_module calls see the same
+    algo.config._is_frozen = False  # RLlib's own add_module does the same
+    algo.config.multi_agent(policy_mapping_fn=mapping)
+    algo.config.freeze()
+    return mapping
+
+
+def module_state(algo: Algorithm, module_id: str) -> dict[str, Any]:
+    """The learner-side state (weights and buffers, numpy) of one module."""
+    return algo.learner_group.get_weights(module_ids=[module_id])[module_id]
+
+
+def add_snapshot(algo: Algorithm, callback: LeagueCallback, name: str | None = None) -> str:
+    """Freeze a copy of "main" as a new module (never trained); drop what the league evicts."""
+    name = name or f"{LEARNER}_it{algo.iteration:05d}"
+    weights = module_state(algo, LEARNER)
+    evicted = callback.league.add_snapshot(name, weights)
+    _add_module(algo, name, weights)
+    for old in evicted:
+        if old in algo.config.policies:
+            algo.remove_module(old)
+    push_mapping(algo, callback)
+    return name
+
+
+def _add_module(algo: Algorithm, name: str, weights: Mapping[str, Any] | None) -> None:
+    spec = algo.config.rl_module_spec.rl_module_specs[LEARNER]
+    # new_should_module_be_updated keeps the learner alone in training (the added module would
+    # otherwise be trained if policies_to_train were None).
+    algo.add_module(name, spec, new_should_module_be_updated=[LEARNER])
+    if weights is not None:
+        # add_module builds fresh random weights: copy main's in, on the learner and on
+        # every EnvRunner
+        algo.learner_group.set_weights({name: weights})
+        set_env_runner_weights(algo, {name: weights})
+
+
+def set_env_runner_weights(algo: Algorithm, weights: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set module weights ({module id: state}) on every EnvRunner, local and remote, now.
+
+    Not `env_runner_group.sync_weights`: EnvRunners skip a sync whose weights_seq_no is not
+    newer than the one they hold, and the learner's number only moves on an update, so weights
+    set on the learner between two updates (a new snapshot, a restore) would never arrive.
+    """
+    weights = {module_id: dict(state) for module_id, state in weights.items()}
+
+    def install(env_runner: Any) -> None:
+        for module_id, state in weights.items():
+            env_runner.module[module_id].set_state(state)
+
+    algo.env_runner_group.foreach_env_runner(install)
+
+
+# --------------------------------------------------------------------------------------------
+# Building, checkpointing, training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """The RLlib-PPO knobs of `train_ppo` (kept out of TrainConfig until the CLI wires them)."""
+
+    train_batch_size: int = 4000
+    """environment steps (both seats) per training iteration"""
+    minibatch_size: int = 256
+    """steps per SGD minibatch"""
+    num_epochs: int = 4
+    """passes over each iteration's batch"""
+    lr: float = 3e-4
+    """Adam learning rate"""
+    gamma: float = 0.99
+    """discount per ply (below 1: quicker wins are worth more)"""
+    lambda_: float = 0.95
+    """GAE lambda"""
+    entropy_coeff: float = 0.01
+    """entropy bonus"""
+    num_env_runners: int = 1
+    """EnvRunner actors (0 samples in the driver process)"""
+    num_envs_per_env_runner: int = 8
+    """games each EnvRunner steps together (RLlib vectorises them)"""
+    snapshot_every: int = 10
+    """iterations between frozen snapshots of the learner"""
+    max_snapshots: int = 5
+    """frozen snapshots kept (oldest dropped first)"""
+    self_play: float = 0.5
+    """share of episodes against the latest self; the rest go to past snapshots"""
+    checkpoint_every_minutes: float = 5.0
+    """minutes between checkpoints (one more at the end)"""
+    eval_opponents: tuple[str, ...] = ("random", "alphabeta:2")
+    """player specs to evaluate against at the end (alphabeta needs connect_four)"""
+    eval_games: int = 20
+    """games per evaluation opponent (seats alternated)"""
+    seed: int = 0
+    """seed of RLlib (torch, env runners) and of the episode mapping"""
+
+
+def build_ppo(
+    game: str,
+    network: NetworkConfig,
+    settings: PPOSettings = PPOSettings(),
+    *,
+    league: League | None = None,
+    game_options: Mapping[str, Any] | None = None,
+) -> Algorithm:
+    """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping."""
+    register_envs([game])
+    options = dict(game_options or {})
+    spec = module_spec(network, game, **options)
+    agents = tuple(envs.aec_env(game, **options).possible_agents)
+    league_settings = LeagueSettings(snapshot_every=settings.snapshot_every, seed=settings.seed)
+    league = (
+        league if league is not None else SnapshotMix(settings.max_snapshots, settings.self_play)
+    )
+    initial_mapping = EpisodeMapping(league, agents, LEARNER, settings.seed)
+    config = (
+        PPOConfig()
+        .environment(
+            ENV_PREFIX + game,
+            env_config={"game": game, "options": options, "strict": True},
+            # RLlib's env checker steps with action_space.sample(), which ignores the mask
+            # and so trips our illegal-action check.
+            disable_env_checking=True,
+        )
+        .framework("torch")
+        .env_runners(
+            num_env_runners=settings.num_env_runners,
+            num_envs_per_env_runner=settings.num_envs_per_env_runner,
+            num_cpus_per_env_runner=1,
+        )
+        .learners(num_learners=0)  # learn in the driver process (CPU, or its GPU)
+        .training(
+            lr=settings.lr,
+            gamma=settings.gamma,
+            lambda_=settings.lambda_,
+            entropy_coeff=settings.entropy_coeff,
+            train_batch_size_per_learner=settings.train_batch_size,
+            minibatch_size=settings.minibatch_size,
+            num_epochs=settings.num_epochs,
+        )
+        .multi_agent(
+            policies={LEARNER},
+            policy_mapping_fn=initial_mapping,
+            policies_to_train=[LEARNER],
+        )
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={LEARNER: spec}))
+        .callbacks(league_callback_class(league_settings))
+        .debugging(seed=settings.seed, log_level="ERROR")
+    )
+    algo = config.build_algo()
+    callback = driver_callback(algo)
+    callback.league = league
+    callback.agents = agents
+    push_mapping(algo, callback)
+    return algo
+
+
+def save(algo: Algorithm, run_dir: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Checkpoint into ``run_dir``: RLlib's ``save_to_path`` plus league.json.
+
+    Both are written next to the old ones first and swapped in by rename, so a crash mid-save
+    leaves the previous checkpoint whole.
+    """
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    callback = driver_callback(algo)
+    final = run_dir / CHECKPOINT_DIR
+    staging = run_dir / (CHECKPOINT_DIR + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    algo.save_to_path(str(staging))
+    old = run_dir / (CHECKPOINT_DIR + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    state = {
+        "iteration": algo.iteration,
+        "league": callback.league.state_dict(),
+        "snapshots": callback.league.snapshot_names(),
+        "results": callback.results,
+        "summary": callback.summary(),
+        **dict(extra or {}),
+    }
+    tmp = run_dir / (LEAGUE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, run_dir / LEAGUE_FILE)
+    return final
+
+
+def restore(algo: Algorithm, run_dir: str | Path) -> dict[str, Any]:
+    """Load a `save` of ``run_dir`` into ``algo`` (built by `build_ppo` with the same net).
+
+    The snapshot modules are re-created first (RLlib restores module states into existing
+    modules), then RLlib restores weights, optimizer and counters; then the league.
+    """
+    run_dir = Path(run_dir).resolve()
+    state = json.loads((run_dir / LEAGUE_FILE).read_text(encoding="utf-8"))
+    callback = driver_callback(algo)
+    for name in state["snapshots"]:
+        if name not in algo.config.policies:
+            _add_module(algo, name, weights=None)
+    algo.restore_from_path(str(run_dir / CHECKPOINT_DIR))
+    callback.league.load_state_dict(state["league"])
+    callback.results = {k: list(v) for k, v in state.get("results", {}).items()}
+    callback.total_episodes = sum(sum(row) for row in callback.results.values())
+    set_env_runner_weights(algo, algo.learner_group.get_weights())
+    push_mapping(algo, callback)
+    return state
+
+
+def learner_module(algo: Algorithm) -> PolicyValueRLModule:
+    """A local copy of "main" with the learner's current weights (the EnvRunners' copies may
+    lag an update behind, and with remote EnvRunners the driver may hold none)."""
+    module = algo.config.rl_module_spec.rl_module_specs[LEARNER].build()
+    module.set_state(module_state(algo, LEARNER))
+    return module.eval()
+
+
+def evaluate(
+    algo: Algorithm,
+    game: str,
+    opponents: Iterable[str],
+    num_games: int,
+    seed: int = 0,
+    **game_options: Any,
+) -> dict[str, dict[str, float]]:
+    """The learner's greedy policy against baseline players in our arena (seats alternated)."""
+    player = RLModulePlayer(learner_module(algo), LEARNER)
+    report: dict[str, dict[str, float]] = {}
+    for spec in opponents:
+        opponent = make_player(spec, game, seed=seed)
+        result = play_match(
+            lambda n: envs.make(game, n, **game_options), player, opponent, num_games
+        )
+        record = result.record()
+        report[spec] = {
+            "games": record.games,
+            "wins": record.wins,
+            "draws": record.draws,
+            "losses": record.losses,
+            "score": record.score,
+        }
+    return report
+
+
+def _cfg_value(cfg_like: Any, key: str, default: Any) -> Any:
+    if isinstance(cfg_like, Mapping):
+        return cfg_like.get(key, default)
+    return getattr(cfg_like, key, default)
+
+
+def _from_cfg(cfg_like: Any) -> tuple[str, NetworkConfig, dict[str, Any]]:
+    """(game, network config, PPOSettings overrides) from a TrainConfig or a plain mapping."""
+
+    def get(key: str, default: Any) -> Any:
+        return _cfg_value(cfg_like, key, default)
+
+    game = get("game", "connect_four")
+    net = get("net", "convnet")
+    sizes: dict[str, Any] = {}
+    if net == "convnet":
+        sizes = {"channels": get("channels", 64), "blocks": get("blocks", 4)}
+    elif net == "transformer":
+        sizes = {"width": get("width", 128), "heads": get("heads", 4), "depth": get("depth", 4)}
+    elif net == "mlp":
+        hidden = get("hidden", 128)
+        sizes = {"hidden": tuple(hidden) if isinstance(hidden, (list, tuple)) else (hidden, hidden)}
+    overrides = {}
+    for key in ("lr", "seed", "eval_games", "checkpoint_every_minutes"):
+        value = get(key, None)
+        if value is not None:
+            overrides[key] = value
+    specs = get("eval_opponents", None)
+    if isinstance(specs, str) and specs.strip():
+        overrides["eval_opponents"] = tuple(s.strip() for s in specs.split(","))
+    return game, network_config_for_game(game, net, **sizes), overrides
+
+
+def train_ppo(
+    cfg_like: Any,
+    minutes: float,
+    run_dir: str | Path,
+    *,
+    settings: PPOSettings | None = None,
+    resume: bool = False,
+    league: League | None = None,
+    max_iterations: int | None = None,
+    evaluate_at_end: bool = True,
+    on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """PPO self-play through RLlib for ``minutes`` (or ``max_iterations``), checkpointed in
+    ``run_dir``; ``resume=True`` continues from the checkpoint there.
+
+    ``cfg_like``: a TrainConfig or a mapping with ``game``, ``net`` and the net's sizes
+    (``lr``, ``seed``, ``eval_games``, ``eval_opponents`` are taken too when present);
+    ``settings`` gives the rest (fields set by ``cfg_like`` override it). Starts Ray embedded
+    when it is not running. Returns iteration counts, the league summary, the evaluation and
+    the checkpoint path.
+    """
+    if not (isinstance(minutes, (int, float)) and minutes > 0 and math.isfinite(minutes)):
+        raise ValueError(f"minutes must be a number > 0, got {minutes!r}")
+    game, network, overrides = _from_cfg(cfg_like)
+    settings = dataclasses.replace(settings or PPOSettings(), **overrides)
+    if any(s.startswith("alphabeta") for s in settings.eval_opponents) and game != "connect_four":
+        settings = dataclasses.replace(
+            settings,
+            eval_opponents=tuple(
+                s for s in settings.eval_opponents if not s.startswith("alphabeta")
+            ),
+        )
+    run_dir = Path(run_dir)
+    if resume and not (run_dir / LEAGUE_FILE).exists():
+        raise ValueError(f"cannot resume: no {LEAGUE_FILE} in {run_dir}")
+    if not ray.is_initialized():
+        address = _cfg_value(cfg_like, "ray_address", "") or None
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    algo = build_ppo(game, network, settings, league=league)
+    try:
+        if resume:
+            restore(algo, run_dir)
+        deadline = time.monotonic() + 60.0 * minutes
+        next_checkpoint = time.monotonic() + 60.0 * settings.checkpoint_every_minutes
+        start_iteration = algo.iteration
+        result: dict[str, Any] = {}
+        try:
+            while time.monotonic() < deadline:
+                done = algo.iteration - start_iteration
+                if max_iterations is not None and done >= max_iterations:
+                    break
+                result = algo.train()
+                if on_iteration is not None:
+                    on_iteration(algo.iteration, result)
+                if time.monotonic() >= next_checkpoint:
+                    save(algo, run_dir)
+                    next_checkpoint = time.monotonic() + 60.0 * settings.checkpoint_every_minutes
+        except KeyboardInterrupt:
+            save(algo, run_dir)  # Ctrl-C: keep what was learned, then stop as asked
+            raise
+        checkpoint = save(algo, run_dir)
+        evaluation = (
+            evaluate(algo, game, settings.eval_opponents, settings.eval_games, seed=settings.seed)
+            if evaluate_at_end and settings.eval_opponents
+            else {}
+        )
+        if evaluation:
+            save(algo, run_dir, extra={"evaluation": evaluation})
+        return {
+            "run_dir": str(run_dir),
+            "checkpoint": str(checkpoint),
+            "iterations": algo.iteration,
+            "iterations_this_run": algo.iteration - start_iteration,
+            "league": driver_callback(algo).summary(),
+            "snapshots": driver_callback(algo).league.snapshot_names(),
+            "evaluation": evaluation,
+            "learner": {
+                key: float(value)
+                for key, value in result.get("learners", {}).get(LEARNER, {}).items()
+                if key in ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss")
+            },
+        }
+    finally:
+        algo.stop()
+
+
+def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """``selfplay train --algo ppo``: PPO self-play through RLlib with the run's league mix,
+    tracked like the AlphaZero engine (W&B + metrics.jsonl: ``learner/``, ``league/``,
+    ``eval/``) and rated at the end against the evaluation opponents (Elo, random = 0)."""
+    from selfplay.config import parse_league_mix, to_dict
+    from selfplay.ratings import MatchResults, fit_elo
+    from selfplay.tracking import Tracker
+
+    run_dir = Path(run_dir)
+    mix = parse_league_mix(cfg.league_mix)
+    league = SnapshotMix(
+        max_snapshots=cfg.league_snapshots,
+        self_play=mix["latest"],
+        pfsp=mix["pfsp"],
+        pfsp_weighting=cfg.league_pfsp_weighting,
+    )
+    state_file = run_dir / "ppo_run.json"
+    state = json.loads(state_file.read_text()) if resume and state_file.exists() else {}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(
+        run_dir, to_dict(cfg), mode=cfg.wandb, project=cfg.wandb_project,
+        run_name=run_dir.name, resume_id=state.get("wandb_run_id"),
+    )  # fmt: skip
+    # what `selfplay train --resume` needs: the config and the W&B run to continue
+    state_file.write_text(json.dumps({"wandb_run_id": tracker.run_id, "config": to_dict(cfg)}))
+    settings = PPOSettings(
+        max_snapshots=cfg.league_snapshots,
+        self_play=mix["latest"],
+        eval_games=cfg.eval_games,
+        checkpoint_every_minutes=cfg.checkpoint_every_minutes,
+    )
+
+    def log(iteration: int, result: dict[str, Any]) -> None:
+        learner = result.get("learners", {}).get(LEARNER, {})
+        metrics = {
+            f"learner/{key}": float(value)
+            for key, value in learner.items()
+            if key in ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss")
+        }
+        runners = result.get("env_runners", {})
+        for key in ("episode_return_mean", "episode_len_mean", "num_env_steps_sampled_lifetime"):
+            if isinstance(runners.get(key), (int, float)):
+                metrics[f"selfplay/{key}"] = float(runners[key])
+        for opponent, row in result.get("league", {}).get("opponents", {}).items():
+            metrics[f"league/win_rate_vs_{opponent}"] = row["win_rate"]
+            metrics[f"league/score_vs_{opponent}"] = row["score"]
+        metrics["learner/iteration"] = float(iteration)
+        tracker.log(metrics, step=iteration)
+
+    try:
+        summary = train_ppo(
+            cfg, cfg.minutes, run_dir, settings=settings, resume=resume, league=league,
+            on_iteration=log,
+        )  # fmt: skip
+        results = MatchResults()
+        metrics: dict[str, float] = {}
+        for spec, row in summary["evaluation"].items():
+            results.add(LEARNER, spec, row["wins"], row["draws"], row["losses"])
+            label = spec.replace(":", "")
+            metrics[f"eval/score_vs_{label}"] = row["score"]
+            metrics[f"eval/win_rate_vs_{label}"] = row["wins"] / row["games"]
+        if "random" in summary["evaluation"]:
+            rating = fit_elo(results, anchor="random")[LEARNER]
+            metrics["eval/elo"] = rating.rating
+            metrics["eval/elo_ci"] = (rating.ci_high - rating.ci_low) / 2
+        if metrics:
+            tracker.log(metrics, step=summary["iterations"])
+        tracker.log_summary({"iterations": summary["iterations"], **metrics})
+        summary["metrics"] = metrics
+        return summary
+    finally:
+        tracker.finish()
+
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "ENV_PREFIX",
+    "LEAGUE_FILE",
+    "LEARNER",
+    "MASKED_LOGIT",
+    "NETWORK_KEY",
+    "EpisodeMapping",
+    "IllegalActionError",
+    "League",
+    "LeagueCallback",
+    "LeagueSettings",
+    "MaskCheckedPettingZooEnv",
+    "PPOSettings",
+    "PolicyValueRLModule",
+    "RLModulePlayer",
+    "SnapshotMix",
+    "add_snapshot",
+    "build_ppo",
+    "driver_callback",
+    "evaluate",
+    "greedy_actions",
+    "learner_module",
+    "make_env",
+    "model_config_for",
+    "module_spec",
+    "module_state",
+    "network_config_for_game",
+    "network_config_from",
+    "push_mapping",
+    "register_envs",
+    "restore",
+    "save",
+    "set_env_runner_weights",
+    "train",
+    "train_ppo",
+]

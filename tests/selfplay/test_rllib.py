@@ -1,0 +1,371 @@
+"""The RLlib bridge: our nets as RLModules (masking inside), our games through RLlib's PettingZoo
+wrapper, and real PPO self-play on tic-tac-toe with frozen snapshots, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+import envs  # noqa: E402
+from selfplay import rllib_bridge as rb  # noqa: E402
+
+GAME = "tictactoe"
+
+
+def tiny_settings(**changes) -> rb.PPOSettings:
+    """A PPO that trains in about a second per iteration on this 2-core machine."""
+    fields = {
+        "train_batch_size": 256,
+        "minibatch_size": 64,
+        "num_epochs": 2,
+        "lr": 1e-3,
+        "num_env_runners": 0,
+        "num_envs_per_env_runner": 4,
+        "snapshot_every": 2,
+        "max_snapshots": 2,
+        "self_play": 0.3,
+        "eval_opponents": ("random",),
+        "eval_games": 10,
+    }
+    return rb.PPOSettings(**{**fields, **changes})
+
+
+def mlp() -> rb.NetworkConfig:
+    return rb.network_config_for_game(GAME, "mlp", hidden=(32, 32))
+
+
+def module_for(network) -> rb.PolicyValueRLModule:
+    torch.manual_seed(0)
+    return rb.module_spec(network, GAME).build()
+
+
+def weights_equal(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+# --------------------------------------------------------------------------------------------
+# the module, without Ray running
+
+
+def pettingzoo_batch(game) -> dict[str, torch.Tensor]:
+    """The RLlib batch the module would see for the movers of ``game`` (a batched core)."""
+    planes = game.observation().transpose(0, 2, 3, 1).astype(np.int8)  # (N, rows, cols, 2)
+    return {
+        "obs": {
+            "observation": torch.from_numpy(planes),
+            "action_mask": torch.from_numpy(game.legal_mask().astype(np.int8)),
+        }
+    }
+
+
+@pytest.mark.parametrize("net", ["mlp", "convnet", "transformer"])
+def test_module_masks_illegal_actions_and_matches_the_net(net: str) -> None:
+    sizes = {
+        "mlp": {"hidden": (16,)},
+        "convnet": {"channels": 8, "blocks": 1},
+        "transformer": {"width": 16, "heads": 2, "depth": 1},
+    }[net]
+    module = module_for(rb.network_config_for_game(GAME, net, **sizes))
+    game = envs.TicTacToe.from_moves(["", "5", "51", "5193"])
+    legal = game.legal_mask()  # (4, 9)
+    batch = pettingzoo_batch(game)
+    for forward in (module.forward_inference, module.forward_exploration, module.forward_train):
+        logits = forward(batch)["action_dist_inputs"]  # (4, 9)
+        assert torch.isfinite(logits).all()
+        assert (logits[torch.from_numpy(~legal)] == rb.MASKED_LOGIT).all()
+        assert (logits[torch.from_numpy(legal)] > -1e6).all()
+    # the module's inputs are exactly what our net reads from the core (planes or tokens)
+    x = game.tokens() if module.net.input_kind == "tokens" else game.observation()
+    module.eval()
+    want_logits, want_value = module.net(torch.from_numpy(x), torch.from_numpy(legal))
+    got = module.forward_inference(batch)["action_dist_inputs"]
+    assert torch.allclose(got[torch.from_numpy(legal)], want_logits[torch.from_numpy(legal)])
+    assert torch.allclose(module.compute_values(batch), want_value, atol=1e-6)
+    # greedy play through the module: always legal
+    actions = rb.greedy_actions(module, game.observation(), legal)
+    assert legal[np.arange(4), actions].all()
+
+
+def test_sampling_from_masked_logits_never_picks_an_illegal_action() -> None:
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+
+    module = module_for(mlp())
+    game = envs.TicTacToe.from_moves(["51937"] * 64)  # 4 legal cells of 9
+    out = module.forward_exploration(pettingzoo_batch(game))["action_dist_inputs"]
+    dist = TorchCategorical.from_logits(out)
+    samples = torch.stack([dist.sample() for _ in range(50)])  # (50, 64)
+    legal = torch.from_numpy(game.legal_mask())
+    assert legal.gather(1, samples.T).all()
+    # PPO's loss terms stay finite with masked logits (a -inf logit would make the KL NaN)
+    assert torch.isfinite(dist.entropy()).all() and torch.isfinite(dist.kl(dist)).all()
+
+
+def test_compute_values_leaves_batchnorm_statistics_alone() -> None:
+    module = module_for(rb.network_config_for_game(GAME, "convnet", channels=8, blocks=1))
+    module.train()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    game = envs.TicTacToe.from_moves(["5", "51", "519"])
+    module.compute_values(pettingzoo_batch(game))
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert module.training  # and the mode is restored
+
+
+def test_env_is_turn_based_and_refuses_masked_actions() -> None:
+    env = rb.make_env({"game": GAME})
+    obs, _ = env.reset()
+    assert list(obs) == ["player_0"]  # only the agent to move observes and acts
+    obs, rewards, terminated, _, _ = env.step({"player_0": 4})
+    assert list(obs) == ["player_1"] and not terminated["__all__"]
+    with pytest.raises(rb.IllegalActionError, match="illegal"):
+        env.step({"player_1": 4})  # the centre is taken
+    assert env.illegal_actions == 1
+    # a full game: both agents get their final reward, +1 and -1
+    env.reset()
+    moves = [4, 0, 1, 2, 7]  # player_0 wins the middle column
+    for ply, move in enumerate(moves):
+        obs, rewards, terminated, _, _ = env.step({f"player_{ply % 2}": move})
+    assert terminated["__all__"]
+    assert rewards == {"player_1": -1.0, "player_0": 1.0}
+
+
+def test_registered_env_names() -> None:
+    names = rb.register_envs()
+    assert set(names) == {"selfplay_connect_four", "selfplay_tictactoe"}
+
+
+def test_episode_mapping_is_a_function_of_the_episode() -> None:
+    league = rb.SnapshotMix(max_snapshots=3, self_play=0.25)
+    for name in ("a", "b", "c", "d"):
+        league.add_snapshot(name, {})
+    assert league.snapshot_names() == ["b", "c", "d"]  # oldest dropped
+    mapping = rb.EpisodeMapping(league, ("player_0", "player_1"), seed=7)
+
+    class Episode:
+        def __init__(self, id_: str) -> None:
+            self.id_ = id_
+
+    seats, opponents = [], []
+    for i in range(400):
+        episode = Episode(f"episode-{i}")
+        first = [mapping(agent, episode) for agent in ("player_0", "player_1")]
+        again = [mapping(agent, episode) for agent in ("player_1", "player_0")][::-1]
+        assert first == again  # the same answer whenever and in whatever order it is asked
+        assert rb.LEARNER in first
+        seat, opponent = mapping.assignment(episode.id_)
+        assert first[seat] == rb.LEARNER and first[1 - seat] == opponent
+        seats.append(seat)
+        opponents.append(opponent)
+    assert 150 < sum(seats) < 250  # the learner's seat alternates (by the episode's hash)
+    counts = {name: opponents.count(name) for name in ("main", "b", "c", "d")}
+    assert 60 < counts["main"] < 140 and all(counts[n] > 60 for n in "bcd")
+    # state round trip (league.json) and pickling (to the EnvRunners)
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(league))
+    assert copy.state_dict() == league.state_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# real RLlib PPO on tic-tac-toe
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def illegal_and_steps(algo) -> tuple[int, int]:
+    """(illegal actions, actions checked) by the envs of every EnvRunner."""
+
+    def count(env_runner) -> tuple[int, int]:
+        if env_runner.env is None:  # the driver's local EnvRunner holds no env when remote ones do
+            return 0, 0
+        illegal = sum(e.unwrapped.illegal_actions for e in env_runner.env.envs)
+        checked = sum(e.unwrapped.checked_actions for e in env_runner.env.envs)
+        return illegal, checked
+
+    per_runner = algo.env_runner_group.foreach_env_runner(count)
+    return sum(i for i, _ in per_runner), sum(s for _, s in per_runner)
+
+
+def env_runner_weights(algo, module_id: str) -> list[dict]:
+    return algo.env_runner_group.foreach_env_runner(lambda er: er.module[module_id].get_state())
+
+
+@pytest.mark.slow
+def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path: Path) -> None:
+    # a remote EnvRunner (the production setting): mappings and weights must reach it
+    settings = tiny_settings(num_env_runners=1)
+    algo = rb.build_ppo(GAME, mlp(), settings)
+    callback = rb.driver_callback(algo)
+    try:
+        main_before = rb.module_state(algo, rb.LEARNER)
+        algo.train()
+        algo.train()  # iteration 2: the first snapshot is taken from main's weights right now
+        main_at_snapshot = rb.module_state(algo, rb.LEARNER)
+        snapshot = "main_it00002"
+        assert callback.league.snapshot_names() == [snapshot]
+        assert set(algo.config.policies) == {rb.LEARNER, snapshot}
+        assert not weights_equal(main_before, main_at_snapshot)  # main did learn
+        assert weights_equal(rb.module_state(algo, snapshot), main_at_snapshot)
+        for runner_weights in env_runner_weights(algo, snapshot):
+            assert weights_equal(runner_weights, main_at_snapshot)
+
+        results = [algo.train(), algo.train(), algo.train()]  # snapshot 2 added at iteration 4
+        for result in results:  # masked logits keep PPO's loss terms finite
+            stats = result["learners"][rb.LEARNER]
+            assert all(np.isfinite(stats[k]) for k in ("total_loss", "vf_loss", "mean_kl_loss"))
+        # the frozen snapshot never trained, on the learner nor on the EnvRunner
+        assert weights_equal(rb.module_state(algo, snapshot), main_at_snapshot)
+        for runner_weights in env_runner_weights(algo, snapshot):
+            assert weights_equal(runner_weights, main_at_snapshot)
+        assert not weights_equal(rb.module_state(algo, rb.LEARNER), main_at_snapshot)
+        assert callback.league.snapshot_names() == ["main_it00002", "main_it00004"]
+
+        # masking held: the strict envs would have raised, and they counted no illegal action
+        illegal, steps = illegal_and_steps(algo)
+        assert illegal == 0 and steps > 1000
+
+        # opponents change only between episodes: one opponent per episode id, and what
+        # RLlib ran each episode with is what the mapping said
+        assert callback.total_episodes > 100
+        assert all(len(opponents) == 1 for opponents in callback.assignments.values())
+        assert callback.mapping_mismatches == 0
+        seen = set().union(*callback.assignments.values())
+        assert {rb.LEARNER, "main_it00002"} <= seen
+        league = results[-1]["league"]
+        assert sum(row["games"] for row in league["opponents"].values()) == callback.total_episodes
+
+        # checkpoint, then restore into a fresh algorithm: same weights, same league, goes on
+        rb.save(algo, tmp_path)
+        saved = {m: rb.module_state(algo, m) for m in algo.config.policies}
+        saved_iteration = algo.iteration
+        saved_league = callback.league.state_dict()
+        saved_results = {k: list(v) for k, v in callback.results.items()}
+        assert saved_results == saved_league["results"]  # the callback and the league agree
+    finally:
+        algo.stop()
+    league_json = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
+    assert league_json["snapshots"] == ["main_it00002", "main_it00004"]
+
+    restored = rb.build_ppo(GAME, mlp(), settings)
+    try:
+        rb.restore(restored, tmp_path)
+        assert set(restored.config.policies) == set(saved)
+        for module_id, weights in saved.items():
+            assert weights_equal(rb.module_state(restored, module_id), weights), module_id
+            for runner_weights in env_runner_weights(restored, module_id):
+                assert weights_equal(runner_weights, weights), module_id
+        assert restored.iteration == saved_iteration
+        assert rb.driver_callback(restored).league.state_dict() == saved_league
+        assert rb.driver_callback(restored).results == saved_results
+        restored.train()  # iteration 6: continues, and takes the next snapshot
+        assert restored.iteration == saved_iteration + 1
+        assert rb.driver_callback(restored).league.snapshot_names() == [
+            "main_it00004",
+            "main_it00006",
+        ]
+        assert weights_equal(rb.module_state(restored, "main_it00004"), saved["main_it00004"])
+    finally:
+        restored.stop()
+
+
+class NewestSnapshotLeague(rb.SnapshotMix):
+    """A plugged-in league: always the newest frozen snapshot once there is one."""
+
+    def sample_opponent(self, learner: str, rng: np.random.Generator) -> str:
+        return self.snapshots[-1] if self.snapshots else learner
+
+
+@pytest.mark.slow
+def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: Path) -> None:
+    cfg = {"game": GAME, "net": "mlp", "hidden": 32, "seed": 3, "eval_games": 10}
+    settings = tiny_settings(snapshot_every=1)
+    seen: list[int] = []
+    first = rb.train_ppo(
+        cfg,
+        minutes=2,
+        run_dir=tmp_path,
+        settings=settings,
+        league=NewestSnapshotLeague(max_snapshots=2),
+        max_iterations=2,
+        on_iteration=lambda i, _: seen.append(i),
+    )
+    # the league hook decided: self-play before the first snapshot, then only the snapshot
+    # (episodes started in iteration 1 may end in iteration 2, still against main)
+    opponents = first["league"]["opponents"]
+    assert set(opponents) == {"main", "main_it00001"} and opponents["main_it00001"]["games"] > 5
+    assert seen == [1, 2] and first["iterations"] == 2
+    assert np.isfinite(first["learner"]["total_loss"])
+    assert (tmp_path / rb.CHECKPOINT_DIR).is_dir()
+    state = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
+    assert state["snapshots"] == ["main_it00001", "main_it00002"] and state["iteration"] == 2
+    report = first["evaluation"]["random"]
+    assert report["games"] == 10 and report["wins"] + report["draws"] + report["losses"] == 10
+    assert state["evaluation"]["random"] == report
+
+    second = rb.train_ppo(
+        cfg,
+        minutes=2,
+        run_dir=tmp_path,
+        settings=settings,
+        league=NewestSnapshotLeague(max_snapshots=2),
+        resume=True,
+        max_iterations=1,
+        evaluate_at_end=False,
+    )
+    assert second["iterations"] == 3 and second["iterations_this_run"] == 1
+    assert second["snapshots"] == ["main_it00002", "main_it00003"]  # at most 2 kept
+    assert second["league"]["opponents"]["main_it00002"]["games"] > 5
+    assert second["league"]["episodes"] > first["league"]["episodes"]  # tallies carried on
+    with pytest.raises(ValueError, match="cannot resume"):
+        rb.train_ppo(cfg, minutes=1, run_dir=tmp_path / "empty", settings=settings, resume=True)
+
+
+@pytest.mark.slow
+def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) -> None:
+    """The CLI path: `selfplay train --algo ppo` writes W&B offline files, metrics.jsonl,
+    RLlib's checkpoint and the league, and `--resume` continues the iterations."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "ppo"
+    command = [
+        sys.executable, "-m", "selfplay.cli", "train", "--algo", "ppo", "--preset", "tictactoe",
+        "--net", "mlp", "--minutes", "0.4", "--runs-dir", str(tmp_path), "--run-name", "ppo",
+        "--eval-games", "10", "--eval-opponents", "random,solver", "--wandb", "offline",
+        "--league-mix", "latest=0.8,past=0.2",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "PPO iterations" in first.stdout and "evaluation: score" in first.stdout
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("learner/total_loss" in line for line in lines)
+    assert any("eval/score_vs_random" in line and "eval/elo" in line for line in lines)
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    league = json.loads((run_dir / "league.json").read_text())
+    before = league["iteration"]
+    assert before >= 1
+    resume = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", "--resume", str(run_dir),
+         "--minutes", "0.3", "--eval-games", "4"],
+        capture_output=True, text=True, timeout=400, env=env,
+    )  # fmt: skip
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    after = json.loads((run_dir / "league.json").read_text())
+    assert after["iteration"] > before
