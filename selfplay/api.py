@@ -19,7 +19,7 @@ import torch
 import envs
 from agents.evaluator import NetworkEvaluator
 from agents.networks import build_network
-from agents.search import BatchedMCTS
+from agents.search import BatchedMCTS, SearchResult, softmax
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,11 @@ class Analysis:
 
 
 class TrainedPlayer:
-    """A network from a checkpoint, with search: ``act(game)`` and ``analyse(moves)``."""
+    """A network from a checkpoint, with search: ``act(game)`` and ``analyse(moves)``.
+
+    ``simulations=0`` plays the network's own policy greedily, without search (the default for
+    PPO runs, whose policy is the trained artefact).
+    """
 
     def __init__(self, cfg: Any, weights: dict[str, torch.Tensor], *, simulations: int | None,
                  device: str = "cpu", name: str = "trained", seed: int = 0) -> None:  # fmt: skip
@@ -52,25 +56,36 @@ class TrainedPlayer:
         own = net.state_dict().keys()
         net.load_state_dict({k: v for k, v in weights.items() if k in own})
         self.evaluator = NetworkEvaluator(net, device=device, example_batch=1)
+        if simulations is None:
+            simulations = 0 if cfg.algo == "ppo" else cfg.eval_simulations
+        self.simulations = simulations
         config = search_config(cfg, evaluation=True)
-        if simulations is not None:
-            config = replace(config, num_simulations=simulations)
-        self.search_config = config
-        self.mcts = BatchedMCTS(self.evaluator, config, seed=seed)
+        self.search_config = replace(config, num_simulations=max(1, simulations))
+        self.mcts = BatchedMCTS(self.evaluator, self.search_config, seed=seed)
+
+    def _search(self, game: Any) -> SearchResult:
+        if self.simulations > 0:
+            return self.mcts.search(game)
+        logits, value = self.evaluator.evaluate(game)  # greedy: the policy's top move
+        policy = softmax(logits)
+        return SearchResult(
+            action=logits.argmax(axis=1), policy=policy, visits=np.zeros_like(policy),
+            q=np.zeros_like(policy), value=value, prior=policy,
+        )  # fmt: skip
 
     @property
     def game_class(self) -> type[envs.BatchedGame]:
         return envs.game_class(self.cfg.game)
 
     def act(self, game: Any) -> np.ndarray:
-        return self.mcts.search(game).action
+        return self._search(game).action
 
     def analyse(self, moves: str) -> Analysis:
         """Search the position reached by ``moves`` (e.g. ``"4453"`` in Connect Four)."""
         game = self.game_class.from_moves(moves)
         if game.terminated[0]:
             raise ValueError(f"the game {moves!r} is over: there is nothing to analyse")
-        result = self.mcts.search(game)
+        result = self._search(game)
         action = int(result.action[0])
         return Analysis(
             moves=moves,
@@ -90,13 +105,14 @@ def load_player(
 ) -> TrainedPlayer:
     """The agent saved in ``checkpoint`` (a checkpoint file or a run directory).
 
-    ``simulations``: the search budget per move (default: the run's ``eval_simulations``).
+    ``simulations``: the search budget per move (default: the run's ``eval_simulations``; for
+    a PPO run 0, the policy played greedily).
     """
     from selfplay.checkpoint import find_checkpoint, load_checkpoint
     from selfplay.config import config_from_dict
 
-    if simulations is not None and (isinstance(simulations, bool) or simulations < 1):
-        raise ValueError(f"simulations must be an integer >= 1, got {simulations!r}")
+    if simulations is not None and (isinstance(simulations, bool) or simulations < 0):
+        raise ValueError(f"simulations must be an integer >= 0, got {simulations!r}")
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt.config)

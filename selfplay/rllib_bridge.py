@@ -998,6 +998,29 @@ def train_ppo(
         algo.stop()
 
 
+def export_policy(run_dir: str | Path, cfg: Any) -> Path:
+    """Write the learner's net from the RLlib checkpoint in ``run_dir`` as a selfplay
+    checkpoint (``run_dir/checkpoint.pt``), so ``load_player``, ``selfplay play``, arena and
+    eval use PPO runs like AlphaZero runs."""
+    from selfplay.checkpoint import checkpoint_path, save_checkpoint
+    from selfplay.config import to_dict
+
+    game, network, _ = _from_cfg(cfg)
+    algo = build_ppo(game, network, PPOSettings(num_env_runners=0))
+    try:
+        restore(algo, run_dir)
+        net = learner_module(algo).net
+        return save_checkpoint(
+            checkpoint_path(run_dir),
+            model=net.state_dict(),
+            optimizer={},
+            counters={"iterations": algo.iteration},
+            config=to_dict(cfg),
+        )
+    finally:
+        algo.stop()
+
+
 def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
     """``selfplay train --algo ppo``: PPO self-play through RLlib with the run's league mix,
     tracked like the AlphaZero engine (W&B + metrics.jsonl: ``learner/``, ``league/``,
@@ -1052,6 +1075,7 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
             cfg, cfg.minutes, run_dir, settings=settings, resume=resume, league=league,
             on_iteration=log,
         )  # fmt: skip
+        export_policy(run_dir, cfg)
         results = MatchResults()
         metrics: dict[str, float] = {}
         for spec, row in summary["evaluation"].items():

@@ -361,6 +361,14 @@ def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) 
     league = json.loads((run_dir / "league.json").read_text())
     before = league["iteration"]
     assert before >= 1
+    # the policy is exported for load_player / play / arena / eval: greedy, legal moves
+    import selfplay
+
+    player = selfplay.load_player(run_dir)
+    assert player.simulations == 0 and player.cfg.algo == "ppo"
+    analysis = player.analyse("5")
+    assert analysis.action != 4 and analysis.policy[4] == 0
+    assert abs(analysis.policy.sum() - 1) < 1e-5
     resume = subprocess.run(
         [sys.executable, "-m", "selfplay.cli", "train", "--resume", str(run_dir),
          "--minutes", "0.3", "--eval-games", "4"],
