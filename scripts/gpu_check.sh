@@ -41,5 +41,12 @@ tests_rc=${PIPESTATUS[0]}
 "$PY" scripts/bench_attention.py "$@" 2>&1 | out bench_attention.txt
 if [ -n "${OUT:-}" ]; then grep '^{"bench"' "$OUT/bench_attention.txt" >"$OUT/bench_attention.jsonl"; fi
 
+# the networks on the GPU (evals/s, share of the GPU's matmul peak)
+"$PY" -m selfplay.cli bench net --device cuda 2>&1 | out bench_net.txt
+# the same training command with the learner on the GPU: positions/s and the Elo curve
+WANDB_SILENT=true timeout 420 "$PY" -m selfplay.cli train --preset connect_four --minutes 5 \
+    --eval-every-minutes 1 --eval-games 40 --wandb offline --runs-dir "${OUT:-runs}/gpu-runs" \
+    --run-name c4-gpu 2>&1 | tail -20 | out train_gpu.txt
+
 echo "gpu_check: tests exit code $tests_rc"
 exit "$tests_rc"
