@@ -426,6 +426,25 @@ class MLP(PolicyValueNet):
 # --------------------------------------------------------------------------------------------
 
 
+NETWORK_CONFIGS: dict[str, type] = {
+    "convnet": ConvNetConfig,
+    "transformer": TransformerConfig,
+    "mlp": MLPConfig,
+}
+
+
+def network_config_for_game(game: str, net: str = "convnet", **sizes: object) -> NetworkConfig:
+    """A network config of kind ``net`` shaped for ``game`` (rows, columns, actions from its
+    core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths)."""
+    import envs
+
+    if net not in NETWORK_CONFIGS:
+        raise ValueError(f"net must be one of {', '.join(NETWORK_CONFIGS)}, got {net!r}")
+    core = envs.make(game, 1)
+    shape = {"rows": core.rows, "cols": core.cols, "num_actions": core.num_actions}
+    return NETWORK_CONFIGS[net](**shape, **sizes)
+
+
 def build_network(config: NetworkConfig) -> PolicyValueNet:
     """A freshly initialised network for `config` (a ConvNet/Transformer/MLP config)."""
     if isinstance(config, ConvNetConfig):

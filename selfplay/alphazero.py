@@ -34,12 +34,10 @@ import torch.nn.functional as F
 import envs
 from agents.evaluator import NetworkEvaluator
 from agents.networks import (
-    ConvNetConfig,
-    MLPConfig,
     NetworkConfig,
     PolicyValueNet,
-    TransformerConfig,
     build_network,
+    network_config_for_game,
 )
 from agents.search import BatchedMCTS, SearchConfig, SearchPlayer
 from selfplay.config import TrainConfig, parse_league_mix, to_dict
@@ -57,13 +55,12 @@ REPLAY_WINDOW = 50_000  # newest positions a checkpoint keeps (a resumed run sta
 
 def network_config(cfg: TrainConfig) -> NetworkConfig:
     """The network the config names, shaped for the config's game."""
-    game = envs.make(cfg.game, 1)
-    shape = {"rows": game.rows, "cols": game.cols, "num_actions": game.num_actions}
-    if cfg.net == "convnet":
-        return ConvNetConfig(**shape, channels=cfg.channels, blocks=cfg.blocks)
-    if cfg.net == "transformer":
-        return TransformerConfig(**shape, width=cfg.width, heads=cfg.heads, depth=cfg.depth)
-    return MLPConfig(**shape, hidden=(cfg.hidden, cfg.hidden))
+    sizes: dict[str, Any] = {
+        "convnet": {"channels": cfg.channels, "blocks": cfg.blocks},
+        "transformer": {"width": cfg.width, "heads": cfg.heads, "depth": cfg.depth},
+        "mlp": {"hidden": (cfg.hidden, cfg.hidden)},
+    }[cfg.net]
+    return network_config_for_game(cfg.game, cfg.net, **sizes)
 
 
 def search_config(cfg: TrainConfig, *, evaluation: bool = False) -> SearchConfig:

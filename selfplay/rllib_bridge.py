@@ -54,12 +54,11 @@ from ray.tune.registry import register_env
 
 import envs
 from agents.networks import (
-    ConvNetConfig,
-    MLPConfig,
+    NETWORK_CONFIGS,
     NetworkConfig,
     PolicyValueNet,
-    TransformerConfig,
     build_network,
+    network_config_for_game,
 )
 from agents.players import make_player
 from selfplay.arena import play_match
@@ -86,11 +85,7 @@ CHECKPOINT_DIR = "rllib_checkpoint"
 # Network configs <-> RLlib model_config (plain, picklable, JSON-able dicts)
 # --------------------------------------------------------------------------------------------
 
-_NET_KINDS: dict[str, type] = {
-    "convnet": ConvNetConfig,
-    "transformer": TransformerConfig,
-    "mlp": MLPConfig,
-}
+_NET_KINDS = NETWORK_CONFIGS
 
 
 def model_config_for(network: NetworkConfig) -> dict[str, Any]:
@@ -118,16 +113,6 @@ def network_config_from(model_config: Mapping[str, Any]) -> NetworkConfig:
     if "hidden" in fields:
         fields["hidden"] = tuple(fields["hidden"])
     return _NET_KINDS[kind](**fields)
-
-
-def network_config_for_game(game: str, net: str = "convnet", **sizes: Any) -> NetworkConfig:
-    """A network config shaped for ``game`` (``sizes``: channels/blocks, width/heads/depth,
-    hidden as a tuple of widths)."""
-    core = envs.make(game, 1)
-    shape = {"rows": core.rows, "cols": core.cols, "num_actions": core.num_actions}
-    if net not in _NET_KINDS:
-        raise ValueError(f"net must be one of {', '.join(_NET_KINDS)}, got {net!r}")
-    return _NET_KINDS[net](**shape, **sizes)
 
 
 # --------------------------------------------------------------------------------------------
