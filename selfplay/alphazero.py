@@ -391,7 +391,7 @@ class AlphaZeroRun:
         )
         self.counters: dict[str, float] = {
             "step": 0, "version": 0, "positions": 0, "games": 0, "seconds": 0.0,
-            "evaluations": 0, "restarts": 0, "first_wins": 0, "draws": 0,
+            "evaluations": 0, "restarts": 0, "first_wins": 0, "draws": 0, "samples": 0,
         }  # fmt: skip
         self.results = MatchResults()
         self.elo_history: list[dict[str, float]] = []
@@ -539,10 +539,12 @@ class AlphaZeroRun:
                     cfg.max_steps and self.counters["step"] >= cfg.max_steps
                 ):
                     break
+                # counted over the whole run (resumes included): samples trained on per
+                # training position generated
                 trained = self.counters["step"] * cfg.batch_size
                 can_train = (
                     len(self.replay) >= cfg.min_replay
-                    and trained < cfg.max_sample_reuse * self.replay.added
+                    and trained < cfg.max_sample_reuse * self.counters["samples"]
                 )
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0 if can_train else 0.2)
                 for ref in ready:
@@ -558,6 +560,7 @@ class AlphaZeroRun:
                         self.replay.add(
                             batch["planes"], batch["legal"], batch["policy"], batch["value"]
                         )
+                        self.counters["samples"] += len(batch["value"])
                     for key in ("positions", "games", "evaluations", "first_wins", "draws"):
                         self.counters[key] += stats[key]
                     for key in ("positions", "games", "evaluations"):
