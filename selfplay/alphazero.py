@@ -23,7 +23,6 @@ import os
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -657,11 +656,16 @@ class AlphaZeroRun:
         opponents = [s.strip() for s in self.cfg.eval_opponents.split(",") if s.strip()]
         weights = self.learner.weights()
         # the two newest snapshots are rated against the current weights too
-        earlier = {n: dict(self.league.snapshot(n).weights) for n in self.league.names[-2:]}
+        earlier = {
+            n: dict(self.league.snapshot(n).weights)
+            for n in [m for m in self.league.names if m != name][-2:]
+        }
         ref = self.eval_worker.evaluate.remote(
             name, weights, opponents, earlier, int(self.rng.integers(1 << 30))
         )
-        self.league.add_snapshot(name, weights, role="main", step=int(self.counters["step"]))
+        if name not in self.league:  # the same step again (a resume, the final evaluation):
+            # the same weights, already a snapshot
+            self.league.add_snapshot(name, weights, role="main", step=int(self.counters["step"]))
         self._snapshot_refs = {
             n: r for n, r in self._snapshot_refs.items() if n in self.league.names
         }
@@ -754,11 +758,6 @@ def train(
     finally:
         run.close()
     return {"run_dir": str(run_dir), **counters, "elo_history": run.elo_history}
-
-
-def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``cfg`` with fields changed (validated again)."""
-    return replace(cfg, **changes)
 
 
 __all__ = [
