@@ -18,7 +18,6 @@ Ray (``max_restarts``) and their lost call is resubmitted: the run goes on.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -394,15 +393,16 @@ class AlphaZeroRun:
         }  # fmt: skip
         self.results = MatchResults()
         self.elo_history: list[dict[str, float]] = []
+        # "latest" is the live network (the workers play it themselves); the league draws
+        # the frozen opponents of the other games: past and pfsp, renormalized
         mix = parse_league_mix(cfg.league_mix)
         self.league_share = 1.0 - mix["latest"]
         frozen = mix["past"] + mix["pfsp"]
-        self.pfsp_share = mix["pfsp"] / frozen if frozen else 0.0
         self.league = League(
             LeagueConfig(
                 latest=0.0,
-                past=1.0,
-                pfsp=0.0,
+                past=mix["past"] / frozen if frozen else 1.0,
+                pfsp=mix["pfsp"] / frozen if frozen else 0.0,
                 pfsp_weighting=cfg.league_pfsp_weighting,
                 max_snapshots=cfg.league_snapshots,
             )
@@ -525,7 +525,7 @@ class AlphaZeroRun:
         start = time.perf_counter()
         base_seconds = self.counters["seconds"]
         last_log = last_eval = last_ckpt = start
-        window = {"positions": 0, "games": 0, "evaluations": 0, "steps": 0, "worker_seconds": 0.0}
+        window = {"positions": 0, "games": 0, "evaluations": 0, "steps": 0}
         window_start = start
         train_metrics: dict[str, float] = {}
         hit_rates: dict[int, float] = {}
@@ -564,7 +564,6 @@ class AlphaZeroRun:
                         self.counters[key] += stats[key]
                     for key in ("positions", "games", "evaluations"):
                         window[key] += stats[key]
-                    window["worker_seconds"] += stats["seconds"]
                     hit_rates[worker] = stats["cache_hit_rate"]
                     for opponent, (wins, draws, losses) in stats["league_results"].items():
                         if opponent in self.league:  # it may have left the league since
@@ -636,16 +635,10 @@ class AlphaZeroRun:
         self._record_eval(ray.get(self._launch_eval(name)), name)
 
     def _sample_opponent(self) -> tuple[str, list[Any]] | None:
-        """The league snapshot that games starting in the next worker call meet: uniform over
-        the snapshots (past) or weighted by PFSP, in the configured proportion."""
-        names = self.league.names
-        if self.league_share == 0 or not names:
+        """The league snapshot that games starting in the next worker call meet."""
+        if self.league_share == 0 or not self.league.names:
             return None
-        if self.rng.random() < self.pfsp_share:
-            weights = self.league.pfsp_weights("main", names)
-            name = names[int(self.rng.choice(len(names), p=weights / weights.sum()))]
-        else:
-            name = names[int(self.rng.integers(len(names)))]
+        name = self.league.sample_opponent("main", self.rng)
         import ray
 
         if name not in self._snapshot_refs:
@@ -732,8 +725,9 @@ class AlphaZeroRun:
 
 
 def make_run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.run_name or f"{cfg.game}-{cfg.net}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.runs_dir) / name
+    from selfplay.config import make_run_name
+
+    return Path(cfg.runs_dir) / (cfg.run_name or make_run_name(cfg.game))
 
 
 def train(
@@ -766,7 +760,6 @@ __all__ = [
     "Learner",
     "SelfPlayWorker",
     "make_run_dir",
-    "math",
     "network_config",
     "search_config",
     "train",

@@ -31,7 +31,6 @@ class ReplayBuffer:
         self.value = np.zeros(capacity, np.float32)  # (cap,)
         self.size = 0
         self.cursor = 0
-        self.added = 0  # positions ever added (counts past the capacity)
         symmetries = symmetries or []
         self._cell_perms = np.stack([c for c, _ in symmetries]) if symmetries else None
         self._action_perms = np.stack([a for _, a in symmetries]) if symmetries else None
@@ -55,7 +54,6 @@ class ReplayBuffer:
                 policy[-self.capacity :],
                 value[-self.capacity :],
             )
-            self.added += n - self.capacity
             n = self.capacity
         slots = (self.cursor + np.arange(n)) % self.capacity
         self.planes[slots] = planes
@@ -64,7 +62,6 @@ class ReplayBuffer:
         self.value[slots] = value
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
-        self.added += n
 
     def sample(
         self, batch_size: int, rng: np.random.Generator, *, augment: bool = True
