@@ -163,7 +163,8 @@ class TrainConfig:
     # --- league ---
     league_mix: str = "latest=1.0"
     """self-play opponents as shares of games summing to 1: latest (the live network itself),
-    past (uniform over frozen snapshots), pfsp (snapshots weighted by how hard they are)"""
+    past (uniform over the frozen snapshots before the newest), pfsp (snapshots weighted by how
+    hard they are)"""
     league_pfsp_weighting: str = "hard"
     """PFSP weighting of a snapshot the learner beats with probability p: hard (1-p)^2,
     variance p(1-p) or linear 1-p"""
