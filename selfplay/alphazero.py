@@ -416,6 +416,7 @@ class AlphaZeroRun:
         self.tracker: Any = None
         self.workers: list[Any] = []
         self.eval_worker: Any = None
+        self._pending: dict[Any, int] = {}  # worker calls in flight -> worker index
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -498,7 +499,7 @@ class AlphaZeroRun:
     def run(self, seconds: float | None = None) -> dict[str, float]:
         """Train until the run's time budget (or ``seconds`` more) is spent, or a signal."""
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
         from selfplay.tracking import Progress
 
@@ -509,7 +510,9 @@ class AlphaZeroRun:
         handlers = self._install_signal_handlers()
         weights_ref = ray.put(self.learner.weights())
         version = int(self.counters["version"])
-        pending: dict[Any, int] = {}
+        # calls still running from an earlier run() are collected here, not cancelled:
+        # cancelling queued actor calls can leave an actor waiting for a call that never comes
+        pending = self._pending
 
         def submit(worker: int) -> None:
             ref = self.workers[worker].play.remote(
@@ -518,7 +521,8 @@ class AlphaZeroRun:
             pending[ref] = worker
 
         for w in range(len(self.workers)):
-            for _ in range(2):  # one running, one queued: a worker never waits for the driver
+            # one running, one queued: a worker never waits for the driver
+            for _ in range(2 - list(pending.values()).count(w)):
                 submit(w)
         eval_pending: Any = None
         eval_name = ""
@@ -550,7 +554,7 @@ class AlphaZeroRun:
                     worker = pending.pop(ref)
                     try:
                         batch = ray.get(ref)
-                    except RayActorError:
+                    except (RayActorError, ActorUnavailableError):
                         self.counters["restarts"] += 1  # Ray restarts the actor; resubmit
                         submit(worker)
                         continue
@@ -623,8 +627,6 @@ class AlphaZeroRun:
         finally:
             progress.close()
             self._restore_signal_handlers(handlers)
-            for ref in pending:
-                ray.cancel(ref, force=False)
         return dict(self.counters)
 
     def evaluate_now(self) -> None:
@@ -720,6 +722,11 @@ class AlphaZeroRun:
             if self.tracker is not None:
                 self.tracker.log_summary({k: v for k, v in self.counters.items()})
                 self.tracker.finish()
+            if ray.is_initialized():
+                for actor in [*self.workers, self.eval_worker]:
+                    if actor is not None:  # stop their work now, even on a shared cluster
+                        ray.kill(actor, no_restart=True)
+                self._pending.clear()
             if self._started_ray and ray.is_initialized():
                 ray.shutdown()
 
