@@ -4,52 +4,86 @@ Shapes are the board-game regime: short sequences (T = 9, 42, 81, 361 tokens), l
 For each (B, H, T, D) it times forward and forward+backward (dq, dk, dv) in bf16 with CUDA
 events, prints a table (GPU name in the header, speedup against the fastest SDPA backend), then
 one JSON line per configuration. A backend that refuses a shape, runs out of memory, or would
-need more memory than the GPU has, is reported as "n/a".
+need more memory than the GPU has, is reported as "n/a". A first row at B = H = 1 shows the
+per-call overhead (launches, Python) that no kernel work hides.
 
-    python scripts/bench_attention.py            # full grid
-    python scripts/bench_attention.py --quick    # reduced grid, shorter timing
+    python scripts/bench_attention.py                 # full grid
+    python scripts/bench_attention.py --quick         # reduced grid, shorter timing
+    python scripts/bench_attention.py --grid compact  # H = 8 only
+    python scripts/bench_attention.py --sweep         # first time every launch configuration
+                                                      # of kernels.attention.op.candidate_configs
+                                                      # and compare with the fastest
 
-Needs a CUDA GPU; without one it prints a line saying so and exits 0.
+--sweep times, for each (T, D) at B = 1024, H = 8, the forward and the backward of every
+candidate configuration separately (their launch settings are independent), checks each
+candidate's output and gradients against an fp32 reference, and prints the winners as a table
+for ``pick_config``. The comparison that follows then runs with the winners (the JSON lines say
+which configuration ran). ``--sweep-seconds`` bounds the sweep: candidates are visited round-robin
+over the shapes, so a short budget still covers every shape.
+
+Needs a CUDA GPU; without one it prints a line saying so and exits 0. ``--dry-run`` runs the
+same code on tiny CPU shapes (with TRITON_INTERPRET=1 for our kernel) to test the script itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-FULL_GRID = {"B": [256, 1024, 4096], "H": [4, 8], "T": [9, 42, 81, 361], "D": [32, 64]}
-QUICK_GRID = {"B": [1024], "H": [8], "T": [9, 81, 361], "D": [64]}
+# Runs as `python scripts/bench_attention.py` from anywhere: make the repo importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GRIDS = {
+    "full": {"B": [256, 1024, 4096], "H": [4, 8], "T": [9, 42, 81, 361], "D": [32, 64]},
+    "compact": {"B": [256, 1024, 4096], "H": [8], "T": [9, 42, 81, 361], "D": [32, 64]},
+    "quick": {"B": [1024], "H": [8], "T": [9, 81, 361], "D": [64]},
+    "dry-run": {"B": [2], "H": [2], "T": [9, 42], "D": [16]},
+}
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
+SWEEP_SHAPES = [(T, D) for D in (64, 32) for T in (9, 42, 81, 361)]  # (T, D), at B=1024, H=8
 
 
-def time_ms(fn: Callable[[], object], target_ms: float, repeats: int = 5) -> float:
-    """Median over `repeats` of the mean time per call (ms), each repeat about target_ms long."""
-    fn()  # compile / autotune / allocate outside the timing
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(3):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    per_call = max(start.elapsed_time(end) / 3, 1e-3)
-    iters = max(1, min(1000, int(target_ms / per_call)))
-    samples = []
-    for _ in range(repeats):
-        start.record()
+class Timer:
+    """Mean time per call (ms) of a callable: CUDA events on a GPU, perf_counter on the CPU."""
+
+    def __init__(self, device: str, target_ms: float, repeats: int = 5) -> None:
+        self.device, self.target_ms, self.repeats = device, target_ms, repeats
+
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def _elapsed_ms(self, fn: Callable[[], object], iters: int) -> float:
+        if self.device == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+        t0 = time.perf_counter()
         for _ in range(iters):
             fn()
-        end.record()
-        torch.cuda.synchronize()
-        samples.append(start.elapsed_time(end) / iters)
-    return statistics.median(samples)
+        return (time.perf_counter() - t0) * 1e3
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        """Median over `repeats` of the mean time per call, each repeat about target_ms long."""
+        fn()  # compile / allocate outside the timing
+        self._sync()
+        per_call = max(self._elapsed_ms(fn, 3) / 3, 1e-3)
+        iters = max(1, min(1000, int(self.target_ms / per_call)))
+        return statistics.median(self._elapsed_ms(fn, iters) / iters for _ in range(self.repeats))
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -76,13 +110,19 @@ def sdpa_with(backend: str) -> Callable[..., torch.Tensor]:
     return run
 
 
+def _inputs(B: int, H: int, T: int, D: int, device: str, dtype: torch.dtype) -> list[torch.Tensor]:
+    """q, k, v (requiring grad) and dO, each (B, H, T, D), seeded."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    q, k, v, do = (
+        torch.randn(B, H, T, D, device=device, dtype=dtype, generator=gen) for _ in range(4)
+    )
+    for t in (q, k, v):
+        t.requires_grad_(True)
+    return [q, k, v, do]
+
+
 def measure(
-    attn: Callable[..., torch.Tensor],
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    do: torch.Tensor,
-    target_ms: float,
+    attn: Callable[..., torch.Tensor], q, k, v, do, timer: Timer
 ) -> tuple[float, float, torch.Tensor] | None:
     """(forward ms, forward+backward ms, output) or None when the implementation refuses/OOMs."""
 
@@ -96,37 +136,175 @@ def measure(
 
     try:
         out = fwd()
-        return time_ms(fwd, target_ms), time_ms(fwd_bwd, target_ms), out
+        return timer(fwd), timer(fwd_bwd), out
     except (RuntimeError, torch.cuda.OutOfMemoryError):  # "No available kernel", OOM, ...
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return None
 
 
-def bench_config(
-    B: int, H: int, T: int, D: int, gpu: str, target_ms: float, attention: Callable
-) -> dict[str, object]:
-    """Time every implementation on one (B, H, T, D) bf16 shape; returns the JSON record."""
-    dtype = torch.bfloat16
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    q, k, v, do = (
-        torch.randn(B, H, T, D, device="cuda", dtype=dtype, generator=gen) for _ in range(4)
+# --------------------------------------------------------------------------------------------
+# --sweep: time every candidate launch configuration of our kernel.
+# --------------------------------------------------------------------------------------------
+
+
+def _fwd_key(cfg) -> tuple:
+    return (cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages)
+
+
+def _bwd_key(cfg, T: int) -> tuple:
+    if cfg.uses_fused_bwd(T):
+        return ("fused", cfg.fused_warps)
+    return ("split", cfg.bwd_owned, cfg.bwd_inner, cfg.bwd_warps, cfg.bwd_stages)
+
+
+def _max_err(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    return max(
+        float((g.detach().float() - w.detach().float()).abs().max())
+        for g, w in zip(got, want, strict=True)
     )
-    for t in (q, k, v):
-        t.requires_grad_(True)
+
+
+class ShapeSweep:
+    """The candidates of one (T, D) and what has been measured of them."""
+
+    def __init__(self, T: int, D: int, B: int, H: int, device: str, dtype: torch.dtype) -> None:
+        from kernels.attention import op
+        from kernels.attention.ref import attention_ref
+
+        self.op, self.T, self.D, self.B, self.H = op, T, D, B, H
+        self.candidates = op.candidate_configs(T, D)
+        self.q, self.k, self.v, self.do = _inputs(B, H, T, D, device, dtype)
+        # Correctness on the first rows only: the fp32 reference's (T, T) tensors stay small.
+        rows = min(B, 64)
+        self.check = [t[:rows].detach().clone().requires_grad_(t.requires_grad) for t in
+                      (self.q, self.k, self.v)] + [self.do[:rows]]  # fmt: skip
+        cq, ck, cv, cdo = self.check
+        exact_out = attention_ref(cq, ck, cv, None, upcast=True)
+        self.exact = [exact_out, *torch.autograd.grad(exact_out, (cq, ck, cv), cdo)]
+        low_out = attention_ref(cq, ck, cv, None, upcast=False)
+        low = [low_out, *torch.autograd.grad(low_out, (cq, ck, cv), cdo)]
+        self.torch_err = _max_err(low, self.exact)  # torch's own error at this dtype
+        self.fwd: dict[tuple, tuple[float, object]] = {}  # key -> (ms, config)
+        self.bwd: dict[tuple, tuple[float, object]] = {}
+        self.rejected: list[tuple[object, float]] = []
+        self.next = 0
+
+    def done(self) -> bool:
+        return self.next >= len(self.candidates)
+
+    def step(self, timer: Timer) -> dict[str, object]:
+        """Measure the next candidate (what it adds: its forward, its backward, or both)."""
+        cfg = self.candidates[self.next]
+        self.next += 1
+        op = self.op
+        record: dict[str, object] = {
+            "bench": "attention_sweep", "T": self.T, "D": self.D, "B": self.B, "H": self.H,
+            "config": dataclasses.asdict(cfg),
+        }  # fmt: skip
+        with op.override_config(self.T, self.D, cfg):
+            cq, ck, cv, cdo = self.check
+            out = op.attention(cq, ck, cv, backend="triton")
+            got = [out, *torch.autograd.grad(out, (cq, ck, cv), cdo)]
+            err = _max_err(got, self.exact)
+            record["max_err"], record["torch_err"] = err, self.torch_err
+            if not err <= 2 * self.torch_err + 1e-2:
+                self.rejected.append((cfg, err))
+                record["rejected"] = True
+                return record
+            fk, bk = _fwd_key(cfg), _bwd_key(cfg, self.T)
+            q, k, v, do = self.q, self.k, self.v, self.do
+            if fk not in self.fwd:
+                with torch.no_grad():
+                    ms = timer(lambda: op.triton_forward(q, k, v, None, cfg))
+                self.fwd[fk] = (ms, cfg)
+                record["fwd_ms"] = round(ms, 5)
+            if bk not in self.bwd:
+                with torch.no_grad():
+                    o, lse = op.triton_forward(q, k, v, None, cfg)
+                    ms = timer(lambda: op.triton_backward(do, q, k, v, o, lse, None, cfg))
+                self.bwd[bk] = (ms, cfg)
+                record["bwd_ms"] = round(ms, 5)
+        return record
+
+    def winner(self):
+        """Fastest forward settings combined with the fastest backward settings."""
+        if not self.fwd or not self.bwd:
+            return None
+        f = min(self.fwd.values(), key=lambda x: x[0])[1]
+        b = min(self.bwd.values(), key=lambda x: x[0])[1]
+        return f.with_backward_of(b)
+
+
+def run_sweep(device: str, dtype: torch.dtype, seconds: float, dry_run: bool) -> dict:
+    """Round-robin over the shapes until every candidate is timed or `seconds` are spent."""
+    B, H = (2, 2) if dry_run else (1024, 8)
+    shapes = [(9, 16)] if dry_run else SWEEP_SHAPES
+    timer = Timer(device, target_ms=1.0 if dry_run else 10.0, repeats=1 if dry_run else 3)
+    sweeps = [ShapeSweep(T, D, B, H, device, dtype) for T, D in shapes]
+    deadline = time.monotonic() + seconds
+    print(f"# sweep: B={B} H={H} {dtype}, up to {seconds:.0f} s; ms per call", flush=True)
+    while time.monotonic() < deadline and not all(s.done() for s in sweeps):
+        for sweep in sweeps:
+            if sweep.done() or time.monotonic() >= deadline:
+                continue
+            rec = sweep.step(timer)
+            cfg = rec["config"]
+            print(
+                f"T={sweep.T:>3} D={sweep.D:>3} fwd {cfg['block_m']}x{cfg['block_n']} "
+                f"w{cfg['num_warps']} s{cfg['num_stages']} "
+                f"bwd {_bwd_key(sweep.candidates[sweep.next - 1], sweep.T)}: "
+                f"fwd {rec.get('fwd_ms', '-')} bwd {rec.get('bwd_ms', '-')} "
+                f"err {rec['max_err']:.3g} (torch {rec['torch_err']:.3g})"
+                + (" REJECTED" if rec.get("rejected") else ""),
+                flush=True,
+            )
+            print(json.dumps(rec), flush=True)
+    winners = {}
+    for sweep in sweeps:
+        win = sweep.winner()
+        tried = f"{sweep.next}/{len(sweep.candidates)} candidates"
+        if win is None:
+            print(f"# T={sweep.T} D={sweep.D}: no candidate measured ({tried})")
+            continue
+        winners[(sweep.T, sweep.D)] = win
+        default = sweep.candidates[0]
+        f_def = sweep.fwd.get(_fwd_key(default), (math.nan,))[0]
+        b_def = sweep.bwd.get(_bwd_key(default, sweep.T), (math.nan,))[0]
+        f_win = sweep.fwd[_fwd_key(win)][0]
+        b_win = sweep.bwd[_bwd_key(win, sweep.T)][0]
+        print(
+            f"# winner T={sweep.T} D={sweep.D} ({tried}): fwd {f_win:.4f} ms (default "
+            f"{f_def:.4f}), bwd {b_win:.4f} ms (default {b_def:.4f}): {win}",
+            flush=True,
+        )
+        print(json.dumps({"bench": "attention_sweep_winner", "T": sweep.T, "D": sweep.D,
+                          "fwd_ms": f_win, "bwd_ms": b_win, "default_fwd_ms": f_def,
+                          "default_bwd_ms": b_def, "rejected": len(sweep.rejected),
+                          "config": dataclasses.asdict(win)}), flush=True)  # fmt: skip
+    return winners
+
+
+# --------------------------------------------------------------------------------------------
+# The comparison against SDPA.
+# --------------------------------------------------------------------------------------------
+
+
+def bench_config(
+    B: int, H: int, T: int, D: int, gpu: str, timer: Timer, device: str, dtype: torch.dtype
+) -> dict[str, object]:
+    """Time every implementation on one (B, H, T, D) shape; returns the JSON record."""
+    from kernels.attention import attention, op
+
+    q, k, v, do = _inputs(B, H, T, D, device, dtype)
     # Score-matrix implementations keep ~4 (B, H, T, T) fp32-sized tensors alive in fwd+bwd.
-    free_bytes, _ = torch.cuda.mem_get_info()
+    free_bytes = torch.cuda.mem_get_info()[0] if device == "cuda" else 8 << 30
     tt_fits = B * H * T * T * 4 * 4 < 0.6 * free_bytes
 
-    record: dict[str, object] = {
-        "bench": "attention",
-        "gpu": gpu,
-        "B": B,
-        "H": H,
-        "T": T,
-        "D": D,
-        "dtype": "bf16",
-    }
-    ours = measure(lambda *a: attention(*a, backend="triton"), q, k, v, do, target_ms)
+    record: dict[str, object] = {"bench": "attention", "gpu": gpu, "B": B, "H": H, "T": T,
+                                 "D": D, "dtype": str(dtype).removeprefix("torch.")}  # fmt: skip
+    record["config"] = dataclasses.asdict(op.pick_config(T, D, q.element_size()))
+    ours = measure(lambda *a: attention(*a, backend="triton"), q, k, v, do, timer)
     if ours is None:
         raise RuntimeError(f"our triton kernel failed on B={B} H={H} T={T} D={D}")
     record["ours_fwd_ms"], record["ours_fwdbwd_ms"] = round(ours[0], 5), round(ours[1], 5)
@@ -136,7 +314,7 @@ def bench_config(
     best_fb: tuple[float, str] | None = None
     for name in SDPA_BACKENDS:
         skip = name == "math" and not tt_fits
-        result = None if skip else measure(sdpa_with(name), q, k, v, do, target_ms)
+        result = None if skip else measure(sdpa_with(name), q, k, v, do, timer)
         if result is None:
             sdpa[name] = "n/a"
             continue
@@ -156,11 +334,12 @@ def bench_config(
         record["speedup_fwd"] = round(best_fwd[0] / ours[0], 3)
         record["speedup_fwdbwd"] = round(best_fb[0] / ours[1], 3)
 
-    naive = measure(naive_attention, q, k, v, do, target_ms) if tt_fits else None
+    naive = measure(naive_attention, q, k, v, do, timer) if tt_fits else None
     record["naive_fwd_ms"] = round(naive[0], 5) if naive else "n/a"
     record["naive_fwdbwd_ms"] = round(naive[1], 5) if naive else "n/a"
     del q, k, v, do
-    torch.cuda.empty_cache()
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return record
 
 
@@ -168,56 +347,73 @@ def _fmt(x: object) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
+def _row(rec: dict[str, object]) -> str:
+    sdpa = rec["sdpa"]
+    cells = " ".join(
+        f"{_fmt(sdpa[n]['fwdbwd_ms'] if isinstance(sdpa[n], dict) else 'n/a'):>14}"
+        for n in SDPA_BACKENDS
+    )
+    return (
+        f"{rec['B']:>5} {rec['H']:>2} {rec['T']:>4} {rec['D']:>3} | {_fmt(rec['ours_fwd_ms']):>9} "
+        f"{_fmt(rec['ours_fwdbwd_ms']):>9} | {cells} | {_fmt(rec['naive_fwdbwd_ms']):>10} | "
+        f"{rec.get('best_sdpa_backend', 'n/a'):>9} {_fmt(rec.get('speedup_fwdbwd', 'n/a')):>11} "
+        f"{_fmt(rec.get('speedup_fwd', 'n/a')):>11}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced grid, shorter timing")
+    parser.add_argument("--grid", choices=["full", "compact", "quick"], default=None)
+    parser.add_argument("--sweep", action="store_true", help="time launch configurations first")
+    parser.add_argument("--sweep-seconds", type=float, default=600.0)
+    parser.add_argument("--dry-run", action="store_true", help="tiny CPU shapes (tests)")
     args = parser.parse_args(argv)
 
-    if not torch.cuda.is_available():
+    if args.dry_run:
+        device, dtype, gpu, grid_name = "cpu", torch.float32, "cpu (dry run)", "dry-run"
+    elif not torch.cuda.is_available():
         print("bench_attention: a CUDA GPU is needed to benchmark the Triton kernel; skipping.")
         return 0
-
-    # Runs as `python scripts/bench_attention.py` from anywhere: make the repo importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    else:
+        device, dtype, gpu = "cuda", torch.bfloat16, torch.cuda.get_device_name()
+        grid_name = args.grid or ("quick" if args.quick else "full")
     import triton
 
-    from kernels.attention import attention
+    from kernels.attention import op
 
-    gpu = torch.cuda.get_device_name()
-    grid = QUICK_GRID if args.quick else FULL_GRID
-    target_ms = 15.0 if args.quick else 40.0
     print(
         f"# attention benchmark on {gpu} | torch {torch.__version__} (CUDA {torch.version.cuda})"
-        f" | triton {triton.__version__} | bf16, non-causal, no mask | times in ms"
+        f" | triton {triton.__version__} | {dtype}, non-causal, no mask | times in ms",
+        flush=True,
+    )
+    winners = run_sweep(device, dtype, args.sweep_seconds, args.dry_run) if args.sweep else {}
+
+    grid = GRIDS[grid_name]
+    timer = Timer(
+        device,
+        target_ms={"dry-run": 1.0, "quick": 15.0, "compact": 20.0}.get(grid_name, 40.0),
+        repeats=1 if args.dry_run else 5,
     )
     header = (
         f"{'B':>5} {'H':>2} {'T':>4} {'D':>3} | {'ours fwd':>9} {'ours f+b':>9} | "
         + " ".join(f"{n + ' f+b':>14}" for n in SDPA_BACKENDS)
         + f" | {'naive f+b':>10} | {'best sdpa':>9} {'speedup f+b':>11} {'speedup fwd':>11}"
     )
-    print(header)
+    print(("# with the sweep's winners\n" if winners else "") + header)
     print("-" * len(header))
+    shapes = [(1, 1, 9, grid["D"][-1])]  # the per-call overhead row
+    shapes += [(B, H, T, D) for B in grid["B"] for H in grid["H"] for T in grid["T"]
+               for D in grid["D"]]  # fmt: skip
     records = []
-    for B in grid["B"]:
-        for H in grid["H"]:
-            for T in grid["T"]:
-                for D in grid["D"]:
-                    rec = bench_config(B, H, T, D, gpu, target_ms, attention)
-                    records.append(rec)
-                    sdpa = rec["sdpa"]
-                    cells = " ".join(
-                        f"{_fmt(sdpa[n]['fwdbwd_ms'] if isinstance(sdpa[n], dict) else 'n/a'):>14}"
-                        for n in SDPA_BACKENDS
-                    )
-                    print(
-                        f"{B:>5} {H:>2} {T:>4} {D:>3} | {_fmt(rec['ours_fwd_ms']):>9} "
-                        f"{_fmt(rec['ours_fwdbwd_ms']):>9} | {cells} | "
-                        f"{_fmt(rec['naive_fwdbwd_ms']):>10} | "
-                        f"{rec.get('best_sdpa_backend', 'n/a'):>9} "
-                        f"{_fmt(rec.get('speedup_fwdbwd', 'n/a')):>11} "
-                        f"{_fmt(rec.get('speedup_fwd', 'n/a')):>11}",
-                        flush=True,
-                    )
+    for B, H, T, D in shapes:
+        if (T, D) in winners:
+            with op.override_config(T, D, winners[(T, D)]):
+                rec = bench_config(B, H, T, D, gpu, timer, device, dtype)
+        else:
+            rec = bench_config(B, H, T, D, gpu, timer, device, dtype)
+        records.append(rec)
+        print(_row(rec), flush=True)
     for rec in records:
         print(json.dumps(rec))
     return 0

@@ -1,17 +1,46 @@
 #!/usr/bin/env bash
-# One-shot check on a lent GPU machine: nvidia-smi, the `gpu`-marked tests, the attention
-# benchmark. Run from anywhere: `bash scripts/gpu_check.sh [--quick]` (--quick goes to the
-# benchmark). Every output is also written under $OUT when it is set. Exit status: that of the
-# tests (the benchmark still runs when they fail, so one call gives both).
+# One-shot check on a GPU machine. Run from anywhere:
+#
+#   bash scripts/gpu_check.sh [--quick] [PART ...]
+#
+# PARTs, run in this order (default: all of them):
+#   tests      the `gpu`-marked tests (Triton kernels against the float64 reference on CUDA)
+#   train      the default Connect Four training command with the learner on the GPU
+#              (TRAIN_MINUTES, default 5; TRAIN_WORKERS, default: the preset's); it runs in the
+#              background while `tests` runs (tests are compile-bound, training CPU-bound)
+#   net        `selfplay bench net --device cuda` (evals/s, share of the GPU's matmul peak)
+#   attention  scripts/bench_attention.py (our kernel vs every SDPA backend); --quick: reduced grid
+#   sweep      (not in the default) scripts/bench_attention.py --sweep --grid compact: time every
+#              candidate launch configuration, then compare with the winners; for retuning the
+#              table in kernels/attention/op.py on a new GPU
+# The timed parts (net, attention) run alone, after the others have finished.
+#
+# Every output is also written under $OUT when it is set (at most 8 files, flat). Exit status:
+# that of the tests when they ran, else 0 (every part runs even when an earlier one fails).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-unset TRITON_INTERPRET  # real kernels here, never the CPU interpreter
+unset TRITON_INTERPRET # real kernels here, never the CPU interpreter
 
-out() {  # out FILE: copy stdin to the terminal and to $OUT/FILE when $OUT is set
-    if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && tee "$OUT/$1"; else cat; fi
+QUICK=()
+PARTS=()
+for arg in "$@"; do
+    case "$arg" in
+    --quick) QUICK=(--quick) ;;
+    tests | train | net | attention | sweep) PARTS+=("$arg") ;;
+    *)
+        echo "gpu_check: unknown argument '$arg' (allowed: --quick, tests, train, net, attention, sweep)" >&2
+        exit 2
+        ;;
+    esac
+done
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests train net attention)
+want() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+
+out() { # out FILE: copy stdin to the terminal and to $OUT/FILE when $OUT is set
+    if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && tee -a "$OUT/$1"; else cat; fi
 }
 
-has_cuda_stack() {  # has_cuda_stack PYTHON: torch sees a GPU and triton imports
+has_cuda_stack() { # has_cuda_stack PYTHON: torch sees a GPU and triton imports
     "$1" -c 'import sys, torch, triton; sys.exit(0 if torch.cuda.is_available() else 1)' \
         >/dev/null 2>&1
 }
@@ -29,24 +58,62 @@ else
     fi
     PY=.venv/bin/python
 fi
-echo "python: $PY ($("$PY" -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__)' 2>&1))" | out env.txt
+{
+    echo "python: $PY ($("$PY" -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "triton", triton.__version__)' 2>&1))"
+    echo "parts: ${PARTS[*]}"
+    nvidia-smi 2>&1
+} | out env.txt
 
-nvidia-smi 2>&1 | out nvidia-smi.txt
+train_pid=""
+if want train; then
+    WANDB_MODE_ARG=offline
+    "$PY" -c 'import wandb' >/dev/null 2>&1 || WANDB_MODE_ARG=disabled # not installed here
+    RUNS=$(mktemp -d)
+    workers=()
+    [ -n "${TRAIN_WORKERS:-}" ] && workers=(--workers "$TRAIN_WORKERS")
+    echo "train: selfplay train --preset connect_four --minutes ${TRAIN_MINUTES:-5} ${workers[*]}" \
+        "--eval-every-minutes 1 --eval-games 40 --wandb $WANDB_MODE_ARG (learner device: auto)" |
+        out train_gpu.txt
+    (
+        WANDB_SILENT=true PYTHONUNBUFFERED=1 timeout $((${TRAIN_MINUTES:-5} * 60 + 120)) \
+            "$PY" -m selfplay.cli train --preset connect_four --minutes "${TRAIN_MINUTES:-5}" \
+            "${workers[@]}" --eval-every-minutes 1 --eval-games 40 --wandb "$WANDB_MODE_ARG" \
+            --runs-dir "$RUNS" --run-name c4-gpu >"$RUNS/train.log" 2>&1
+        echo "train exit code $?" >>"$RUNS/train.log"
+    ) &
+    train_pid=$!
+fi
 
-# Other packages' test modules may need libraries this machine lacks; their import errors must
-# not hide the gpu tests, hence --continue-on-collection-errors.
-"$PY" -m pytest -m gpu -q --continue-on-collection-errors tests 2>&1 | out gpu_tests.txt
-tests_rc=${PIPESTATUS[0]}
+tests_rc=0
+if want tests; then
+    # pytest-xdist, when present, compiles the kernels' variants in parallel.
+    xdist=()
+    "$PY" -c 'import xdist' >/dev/null 2>&1 && xdist=(-n 4)
+    # Other packages' test modules may need libraries this machine lacks; their import errors
+    # must not hide the gpu tests, hence --continue-on-collection-errors.
+    "$PY" -m pytest -m gpu -q "${xdist[@]}" --continue-on-collection-errors tests 2>&1 |
+        out gpu_tests.txt
+    tests_rc=${PIPESTATUS[0]}
+fi
 
-"$PY" scripts/bench_attention.py "$@" 2>&1 | out bench_attention.txt
-if [ -n "${OUT:-}" ]; then grep '^{"bench"' "$OUT/bench_attention.txt" >"$OUT/bench_attention.jsonl"; fi
+if [ -n "$train_pid" ]; then
+    wait "$train_pid"
+    grep -v '^train [0-9]' "$RUNS/train.log" | tail -40 | out train_gpu.txt
+    # the learner's device, positions/s and the Elo curve are in metrics.jsonl
+    [ -n "${OUT:-}" ] && cp "$RUNS/c4-gpu/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
+fi
 
-# the networks on the GPU (evals/s, share of the GPU's matmul peak)
-"$PY" -m selfplay.cli bench net --device cuda 2>&1 | out bench_net.txt
-# the same training command with the learner on the GPU: positions/s and the Elo curve
-WANDB_SILENT=true timeout 420 "$PY" -m selfplay.cli train --preset connect_four --minutes 5 \
-    --eval-every-minutes 1 --eval-games 40 --wandb offline --runs-dir "${OUT:-runs}/gpu-runs" \
-    --run-name c4-gpu 2>&1 | tail -20 | out train_gpu.txt
+if want net; then
+    "$PY" -m selfplay.cli bench net --device cuda 2>&1 | out bench_net.txt
+fi
+
+if want attention; then
+    "$PY" scripts/bench_attention.py "${QUICK[@]}" 2>&1 | out bench_attention.txt
+fi
+
+if want sweep; then
+    "$PY" scripts/bench_attention.py --sweep --grid compact 2>&1 | out bench_attention_sweep.txt
+fi
 
 echo "gpu_check: tests exit code $tests_rc"
 exit "$tests_rc"

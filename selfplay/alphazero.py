@@ -405,6 +405,7 @@ class AlphaZeroRun:
                 pfsp=mix["pfsp"] / frozen if frozen else 0.0,
                 pfsp_weighting=cfg.league_pfsp_weighting,
                 max_snapshots=cfg.league_snapshots,
+                gated_only=cfg.league_gating == "sprt",
             )
         )
         self._snapshot_refs: dict[str, Any] = {}
@@ -484,6 +485,8 @@ class AlphaZeroRun:
             resume_id=self.wandb_id,
         )
         self.wandb_id = self.tracker.run_id
+        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        print(f"learner on {self.device} ({where}), {self.cfg.workers} self-play workers")
         config = to_dict(self.cfg)
         worker_cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(SelfPlayWorker)
         self.workers = [
@@ -638,8 +641,8 @@ class AlphaZeroRun:
 
     def _sample_opponent(self) -> tuple[str, list[Any]] | None:
         """The league snapshot that games starting in the next worker call meet."""
-        if self.league_share == 0 or not self.league.names:
-            return None
+        if self.league_share == 0 or not self.league.opponents_for("main", "main"):
+            return None  # no snapshot yet (with gating: none promoted yet)
         name = self.league.sample_opponent("main", self.rng)
         import ray
 
@@ -650,11 +653,13 @@ class AlphaZeroRun:
     def _launch_eval(self, name: str) -> Any:
         opponents = [s.strip() for s in self.cfg.eval_opponents.split(",") if s.strip()]
         weights = self.learner.weights()
-        # the two newest snapshots are rated against the current weights too
-        earlier = {
-            n: dict(self.league.snapshot(n).weights)
-            for n in [m for m in self.league.names if m != name][-2:]
-        }
+        # the two newest snapshots are rated against the current weights too, and with
+        # gating the best one, whose games the promotion test reads
+        rated = [m for m in self.league.names if m != name][-2:]
+        best = self.league.best
+        if self.cfg.league_gating == "sprt" and best not in (None, name, *rated):
+            rated.append(best)
+        earlier = {n: dict(self.league.snapshot(n).weights) for n in rated}
         ref = self.eval_worker.evaluate.remote(
             name, weights, opponents, earlier, int(self.rng.integers(1 << 30))
         )
@@ -687,10 +692,29 @@ class AlphaZeroRun:
             for row in rows:
                 if row["b"] in ratings:
                     metrics[f"eval/elo_{row['b'].replace(':', '')}"] = ratings[row["b"]].rating
+        if self.cfg.league_gating == "sprt":
+            metrics.update(self._gate(name))
         self.elo_history.append(
             {"step": self.counters["step"], "seconds": self.counters["seconds"], **metrics}
         )
         self.tracker.log(metrics, step=int(self.counters["positions"]))
+
+    def _gate(self, name: str) -> dict[str, float]:
+        """SPRT gating of the snapshot just evaluated: the first one is promoted as is; a later
+        one when the test on its games against the current best accepts."""
+        best = self.league.best
+        if name not in self.league or name == best:
+            decision = "continue"  # dropped from the league, or the final re-evaluation
+        elif best is None:
+            self.league.promote(name)
+            decision = "accept"
+        else:
+            decision = self.league.promote_if_stronger(name, best)
+        return {
+            "league/promoted": float(decision == "accept"),
+            "league/rejected": float(decision == "reject"),
+            "league/gated": float(len(self.league.gated)),
+        }
 
     def _latest_elo(self) -> str:
         for entry in reversed(self.elo_history):

@@ -20,6 +20,7 @@ import envs
 from agents.evaluator import NetworkEvaluator
 from agents.networks import build_network
 from agents.search import BatchedMCTS, SearchResult, softmax
+from selfplay.config import default_play_simulations
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TrainedPlayer:
         net.load_state_dict({k: v for k, v in weights.items() if k in own})
         self.evaluator = NetworkEvaluator(net, device=device, example_batch=1)
         if simulations is None:
-            simulations = 0 if cfg.algo == "ppo" else cfg.eval_simulations
+            simulations = 0 if cfg.algo == "ppo" else default_play_simulations(cfg)
         self.simulations = simulations
         config = search_config(cfg, evaluation=True)
         self.search_config = replace(config, num_simulations=max(1, simulations))
@@ -105,8 +106,8 @@ def load_player(
 ) -> TrainedPlayer:
     """The agent saved in ``checkpoint`` (a checkpoint file or a run directory).
 
-    ``simulations``: the search budget per move (default: the run's ``eval_simulations``; for
-    a PPO run 0, the policy played greedily).
+    ``simulations``: the search budget per move (default: the run's ``play_simulations``, or
+    its ``eval_simulations`` when that is 0; for a PPO run 0, the policy played greedily).
     """
     from selfplay.checkpoint import find_checkpoint, load_checkpoint
     from selfplay.config import config_from_dict

@@ -42,7 +42,12 @@ def _build_parser() -> argparse.ArgumentParser:
     play = sub.add_parser("play", help="play a trained agent in the terminal")
     play.add_argument("checkpoint", help="a run directory or a checkpoint file")
     play.add_argument("--seat", choices=["first", "second"], default=None, help="your seat")
-    play.add_argument("--simulations", type=int, default=None, help="the agent's search budget")
+    play.add_argument(
+        "--simulations",
+        type=int,
+        default=None,
+        help="the agent's search budget (default: the run's play_simulations)",
+    )
     play.set_defaults(func=_run_play)
 
     bench = sub.add_parser("bench", help="run a benchmark (prints a table, then one JSON line)")
@@ -144,7 +149,10 @@ def _add_arena_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--a", required=True, help=f"player A: {specs}")
     parser.add_argument("--b", required=True, help=f"player B: {specs}")
     parser.add_argument(
-        "--simulations", type=int, default=None, help="search budget of trained agents"
+        "--simulations",
+        type=int,
+        default=None,
+        help="search budget of trained agents (default: each run's play_simulations)",
     )
     parser.add_argument("--games", type=int, default=100, help="number of games (default 100)")
     parser.add_argument("--batch-size", type=int, default=None, help="games played at once")

@@ -100,7 +100,10 @@ class TrainConfig:
     simulations: int = 32
     """search simulations per move in self-play"""
     eval_simulations: int = 32
-    """search simulations per move when the evaluator plays the network"""
+    """search simulations per move when the evaluator plays the network during training"""
+    play_simulations: int = 128
+    """default search simulations per move of the trained agent (selfplay play, arena, eval,
+    load_player); 0: eval_simulations"""
     num_considered: int = 16
     """gumbel: actions sampled at the root before sequential halving"""
     c_puct: float = 1.25
@@ -170,6 +173,10 @@ class TrainConfig:
     variance p(1-p) or linear 1-p"""
     league_snapshots: int = 20
     """frozen snapshots the league keeps (one is added at every evaluation)"""
+    league_gating: str = "none"
+    """none, or sprt: frozen opponents come only from promoted snapshots; the first snapshot is
+    promoted as is, each later one plays the current best in its evaluation and is promoted when
+    an SPRT (elo0 0, elo1 35, alpha = beta = 0.05) says it is stronger"""
 
     # --- tracking and infrastructure ---
     wandb: str = "offline"
@@ -224,6 +231,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "search": SEARCHES,
     "wandb": WANDB_MODES,
     "league_pfsp_weighting": ("hard", "variance", "linear"),
+    "league_gating": ("none", "sprt"),
 }
 _INT_MIN: dict[str, int] = {
     **dict.fromkeys(
@@ -249,7 +257,9 @@ _INT_MIN: dict[str, int] = {
         ),
         1,
     ),
-    **dict.fromkeys(("temperature_moves", "learner_threads", "max_steps", "seed"), 0),
+    **dict.fromkeys(
+        ("temperature_moves", "learner_threads", "max_steps", "seed", "play_simulations"), 0
+    ),
 }
 _FLOAT_POSITIVE = frozenset(
     (
@@ -460,6 +470,11 @@ def load_preset(name: str) -> TrainConfig:
         return config_from_dict(data)
     except ValueError as error:
         raise ValueError(f"preset {name}: {error}") from None
+
+
+def default_play_simulations(cfg: TrainConfig) -> int:
+    """The trained agent's search budget when the user names none."""
+    return cfg.play_simulations or cfg.eval_simulations
 
 
 def make_run_name(preset: str, when: datetime | None = None) -> str:

@@ -103,6 +103,9 @@ class LeagueConfig:
     """How many of the latest main snapshots a main exploiter plays against (>= 1)."""
     payoff_prior: float = 1.0
     """Beta(a, a) prior of the win-rate estimate: ``(wins + draws/2 + a) / (games + 2a)``."""
+    gated_only: bool = False
+    """The main agent meets only promoted (`gated`) snapshots: a snapshot joins its opponent
+    pool once `promote` or an SPRT (`promote_if_stronger`) has promoted it."""
 
     def __post_init__(self) -> None:
         shares = {"latest": self.latest, "past": self.past, "pfsp": self.pfsp}
@@ -130,6 +133,8 @@ class LeagueConfig:
         a = self.payoff_prior
         if not _is_real(a) or not math.isfinite(a) or a < 0:
             raise ValueError(f"payoff_prior must be a finite number >= 0, got {a!r}")
+        if not isinstance(self.gated_only, bool):
+            raise ValueError(f"gated_only must be True or False, got {self.gated_only!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LeagueConfig:
@@ -438,12 +443,14 @@ class League:
     def opponents_for(self, role: str = "main", learner: str | None = None) -> list[str]:
         """Candidate opponents of a learner of ``role``, oldest first (``learner`` excluded).
 
-        main and league_exploiter: every snapshot; main_exploiter: the latest
-        ``config.main_exploiter_targets`` main snapshots.
+        main and league_exploiter: every snapshot (main with ``config.gated_only``: the promoted
+        ones only); main_exploiter: the latest ``config.main_exploiter_targets`` main snapshots.
         """
         if role not in ROLES:
             raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
         pool = [name for name in self._snapshots if name != learner]
+        if role == "main" and self.config.gated_only:
+            pool = [name for name in pool if name in self._gated]
         if role == "main_exploiter":
             mains = [name for name in pool if self._snapshots[name].role == "main"]
             pool = mains[-self.config.main_exploiter_targets :]

@@ -443,7 +443,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--games", type=int, default=100, help="games per pair (default 100)")
     parser.add_argument(
-        "--simulations", type=int, default=None, help="search budget of the trained agents"
+        "--simulations",
+        type=int,
+        default=None,
+        help="search budget of the trained agents (default: each run's play_simulations)",
     )
     parser.add_argument("--game", default=None, help="the game (default: the trained agents' game)")
     parser.add_argument(

@@ -10,6 +10,8 @@ Conventions shared by all kernels:
 - a key column is *live* when it is inside ``T`` and, with a padding mask, marked True;
 - a query row whose keys are all padded gets ``O = 0`` and ``LSE = +inf``: the backward pass
   then recomputes ``p = exp2(s - inf) = 0`` for it, so its gradients are exactly zero (never NaN);
+- products with the scales are cast back to fp32 (``torch.compile`` may pass a scale as fp64,
+  which would otherwise turn the loop-carried row statistics into fp64);
 - matmul inputs stay in the input dtype (bf16/fp16 tensor cores), accumulators are fp32; fp32
   inputs use ``INPUT_PRECISION="ieee"`` so they are not silently rounded to tf32.
 
@@ -141,7 +143,7 @@ def attn_fwd_kernel(
             mask=col_in[:, None],
             other=0.0,
         )  # (BLOCK_N, D)
-        s = _dot(q, kT, INPUT_PRECISION, EMULATE_BF16) * qk_scale  # (BLOCK_M, BLOCK_N)
+        s = (_dot(q, kT, INPUT_PRECISION, EMULATE_BF16) * qk_scale).to(tl.float32)  # (BM, BN)
         s = tl.where(live[None, :], s, float("-inf"))
 
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
@@ -300,14 +302,14 @@ def attn_bwd_dkdv_kernel(
         lse = tl.load(LSE + row_base + rows, mask=row_in, other=float("inf"))  # (BLOCK_M,)
         delta = tl.load(Delta + row_base + rows, mask=row_in, other=0.0)  # (BLOCK_M,)
 
-        sT = _dot(k, qT, INPUT_PRECISION, EMULATE_BF16) * qk_scale  # (BLOCK_N, BLOCK_M)
+        sT = (_dot(k, qT, INPUT_PRECISION, EMULATE_BF16) * qk_scale).to(tl.float32)  # (BN, BM)
         pT = tl.where(live[:, None], tl.exp2(sT - lse[None, :]), 0.0)
         dv += _dot(_cast(pT, do.dtype, EMULATE_BF16), do, INPUT_PRECISION, EMULATE_BF16)
         dpT = _dot(v, tl.trans(do), INPUT_PRECISION, EMULATE_BF16)  # (BLOCK_N, BLOCK_M)
         dsT = pT * (dpT - delta[None, :])
         dk += _dot(_cast(dsT, qT.dtype, EMULATE_BF16), tl.trans(qT), INPUT_PRECISION, EMULATE_BF16)
 
-    dk = dk * sm_scale
+    dk = (dk * sm_scale).to(tl.float32)
     out_offs = (pid_bh.to(tl.int64) * T + cols[:, None]) * HEAD_DIM + offs_d[None, :]
     tl.store(DK + out_offs, _cast(dk, DK.dtype.element_ty, EMULATE_BF16), mask=col_in[:, None])
     tl.store(DV + out_offs, _cast(dv, DV.dtype.element_ty, EMULATE_BF16), mask=col_in[:, None])
@@ -401,13 +403,13 @@ def attn_bwd_dq_kernel(
             mask=col_in[None, :],
             other=0.0,
         )  # (D, BLOCK_N)
-        s = _dot(q, tl.trans(k), INPUT_PRECISION, EMULATE_BF16) * qk_scale
+        s = (_dot(q, tl.trans(k), INPUT_PRECISION, EMULATE_BF16) * qk_scale).to(tl.float32)
         p = tl.where(live[None, :], tl.exp2(s - lse[:, None]), 0.0)  # (BLOCK_M, BLOCK_N)
         dp = _dot(do, vT, INPUT_PRECISION, EMULATE_BF16)  # (BLOCK_M, BLOCK_N)
         ds = p * (dp - delta[:, None])
         dq += _dot(_cast(ds, k.dtype, EMULATE_BF16), k, INPUT_PRECISION, EMULATE_BF16)
 
-    dq = dq * sm_scale
+    dq = (dq * sm_scale).to(tl.float32)
     out_offs = (row_base + rows[:, None]) * HEAD_DIM + offs_d[None, :]
     tl.store(DQ + out_offs, _cast(dq, DQ.dtype.element_ty, EMULATE_BF16), mask=row_in[:, None])
 
@@ -505,15 +507,15 @@ def attn_bwd_fused_kernel(
     lse = tl.load(LSE + row_base + idx, mask=tok_in, other=float("inf"))  # (BLOCK,)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)  # (BLOCK,)
 
-    s = _dot(q, tl.trans(k), INPUT_PRECISION, EMULATE_BF16) * qk_scale  # (BLOCK, BLOCK)
+    s = (_dot(q, tl.trans(k), INPUT_PRECISION, EMULATE_BF16) * qk_scale).to(tl.float32)
     p = tl.where(live[None, :], tl.exp2(s - lse[:, None]), 0.0)
     dv = _dot(
         tl.trans(_cast(p, do.dtype, EMULATE_BF16)), do, INPUT_PRECISION, EMULATE_BF16
     )  # (BLOCK, D)
     dp = _dot(do, tl.trans(v), INPUT_PRECISION, EMULATE_BF16)  # (BLOCK, BLOCK)
     ds = _cast(p * (dp - delta[:, None]), q.dtype, EMULATE_BF16)
-    dq = _dot(ds, k, INPUT_PRECISION, EMULATE_BF16) * sm_scale  # (BLOCK, D)
-    dk = _dot(tl.trans(ds), q, INPUT_PRECISION, EMULATE_BF16) * sm_scale  # (BLOCK, D)
+    dq = (_dot(ds, k, INPUT_PRECISION, EMULATE_BF16) * sm_scale).to(tl.float32)  # (BLOCK, D)
+    dk = (_dot(tl.trans(ds), q, INPUT_PRECISION, EMULATE_BF16) * sm_scale).to(tl.float32)
 
     out_offs = (row_base + idx[:, None]) * HEAD_DIM + offs_d[None, :]
     tl.store(DQ + out_offs, _cast(dq, DQ.dtype.element_ty, EMULATE_BF16), mask=tile)

@@ -16,14 +16,21 @@ Backends:
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention``; any device, any float dtype.
 - ``None`` (auto): the ``SELFPLAY_ATTENTION`` environment variable (``triton`` | ``sdpa``) when
   set, otherwise Triton for CUDA tensors the kernel supports and SDPA for everything else (CPU
-  tensors, an unsupported head dim or dtype, or triton not importable).
+  tensors, an unsupported head dim or dtype, triton not importable, or inside
+  ``torch.jit.trace``, which cannot record a Triton launch).
+
+Launch configurations (tiles, warps, stages, fused or split backward) come from
+:func:`pick_config`, a table by (T, D) set from ``scripts/bench_attention.py --sweep``;
+:func:`override_config` swaps one in for a block of code.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -142,7 +149,9 @@ def _resolve_backend(backend: str | None, q: torch.Tensor) -> str:
     elif backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS} or None (auto)")
     if backend is None:
-        return "triton" if q.is_cuda and _triton_unsupported(q) is None else "sdpa"
+        # under torch.jit.trace only torch ops are recorded, so auto takes sdpa there
+        usable = q.is_cuda and _triton_unsupported(q) is None and not torch.jit.is_tracing()
+        return "triton" if usable else "sdpa"
     return backend
 
 
@@ -151,32 +160,191 @@ def _resolve_backend(backend: str | None, q: torch.Tensor) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _next_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
-    """Tile sizes and warps for one (T, D); chosen for short sequences at large batch."""
+    """Tiles, warps and pipeline stages for one (T, D): the forward kernel's, then the backward's.
+
+    The backward runs either as one fused kernel per (batch, head) when the whole sequence fits
+    one tile (``fused_bwd``; the tile is the next power of two >= T), or as three kernels (row
+    term, dK/dV, dQ). In the split backward each program *owns* ``bwd_owned`` rows (keys for
+    dK/dV, queries for dQ) and loops over the other side ``bwd_inner`` at a time.
+    """
 
     block_m: int
-    """Query rows per program."""
+    """Forward: query rows per program (a power of two >= 16, ``tl.dot``'s smallest tile)."""
     block_n: int
-    """Keys per inner-loop step."""
+    """Forward: keys per inner-loop step."""
     num_warps: int
-    """Warps per program for the forward, dK/dV and dQ kernels."""
-    fused_bwd: bool
-    """Whole backward in one kernel (the sequence fits one tile)."""
-    fused_bwd_warps: int
-    """Warps per program for the fused backward kernel."""
+    """Forward: warps per program."""
+    num_stages: int = 2
+    """Forward: software-pipeline depth of the key loop."""
+    fused_bwd: bool = False
+    """Whole backward in one kernel; only used when T <= FUSED_MAX_T."""
+    fused_warps: int = 4
+    """Warps per program of the fused backward."""
+    bwd_owned: int = 64
+    """Split backward: keys (dK/dV kernel) or queries (dQ kernel) owned by one program."""
+    bwd_inner: int = 64
+    """Split backward: rows of the other side per inner-loop step."""
+    bwd_warps: int = 4
+    """Split backward: warps per program."""
+    bwd_stages: int = 2
+    """Split backward: software-pipeline depth."""
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_n", "bwd_owned", "bwd_inner"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"LaunchConfig.{name} must be a power of two >= 16, got {value}")
+        for name in ("num_warps", "fused_warps", "bwd_warps"):
+            if getattr(self, name) not in (1, 2, 4, 8, 16):
+                raise ValueError(
+                    f"LaunchConfig.{name} must be 1, 2, 4, 8 or 16, got {getattr(self, name)}"
+                )
+        if self.num_stages < 1 or self.bwd_stages < 1:
+            raise ValueError(
+                f"LaunchConfig stages must be >= 1, got {self.num_stages}, {self.bwd_stages}"
+            )
+
+    def uses_fused_bwd(self, T: int) -> bool:
+        return self.fused_bwd and T <= FUSED_MAX_T
+
+    def with_backward_of(self, other: LaunchConfig) -> LaunchConfig:
+        """This configuration's forward settings with ``other``'s backward settings."""
+        return replace(self, **{name: getattr(other, name) for name in _BACKWARD_FIELDS})
 
 
-def pick_config(T: int, D: int) -> LaunchConfig:
-    """Tiles sized to the sequence: the smallest power of two >= T, from 16 (the smallest tile
-    ``tl.dot`` takes) up to 64; a general 128-row tile would be >90 % padding at T = 9."""
-    block = min(64, max(16, 1 << (T - 1).bit_length()))  # next power of two >= T
-    num_warps = 2 if block == 16 else 4
-    # The fused backward keeps q, k, v, o, dO, dq, dk, dv and a (T, T) tile live at once; past
-    # 64 x 64 elements per operand it would spill registers, so longer heads use 3 kernels.
-    fused = T <= block and block * D <= 64 * 64
-    fused_warps = 4 if block * D <= 2048 else 8
-    return LaunchConfig(block, block, num_warps, fused, fused_warps)
+_BACKWARD_FIELDS = ("fused_bwd", "fused_warps", "bwd_owned", "bwd_inner", "bwd_warps", "bwd_stages")
+
+
+FUSED_MAX_T = 128
+"""Longest sequence the fused backward takes (its tile holds the whole sequence)."""
+
+
+def fused_block(T: int) -> int:
+    """The fused backward's tile: the next power of two >= T, at least 16."""
+    return max(16, _next_pow2(T))
+
+
+# Winners of `scripts/bench_attention.py --sweep` (NVIDIA H200, bf16, B=1024, H=8, measured at
+# T = 9, 42, 81, 361 for D = 32 and 64), applied to the range of T around each measured length:
+# (longest T, forward (block_m, block_n, warps, stages), backward: ("fused", warps) or
+# ("split", owned, inner, warps, stages)).
+_MEASURED: list[tuple[int, tuple[int, int, int, int], tuple]] = [
+    (16, (16, 16, 2, 2), ("fused", 2)),
+    (32, (0, 0, 0, 0), ()),  # not measured: the heuristic
+    (64, (64, 64, 4, 2), ("fused", 4)),
+    (128, (64, 32, 4, 3), ("fused", 8)),
+    (1 << 30, (128, 64, 4, 3), ("split", 128, 32, 4, 3)),
+]
+_MEASURED_HEAD_DIMS = (32, 64)
+
+
+def pick_config(T: int, D: int, itemsize: int = 2) -> LaunchConfig:
+    """Launch configuration for sequence length T, head dim D and element size (bytes).
+
+    16-bit inputs with D in {32, 64} use the measured table above. Everything else (fp32, whose
+    tiles are twice the bytes; D = 16 or 128; 17 <= T <= 32) uses a heuristic: tiles follow the
+    sequence, the smallest power of two >= T (16 at least, ``tl.dot``'s smallest tile) up to 64
+    query rows, where a general kernel's 128-row tile would be >90 % padding at T = 9; a 16-row
+    tile is one warp's MMA, longer tiles get more warps; sequences that fit one tile (and whose
+    q, k, v, o, dO tiles fit the registers) take the fused one-kernel backward.
+    """
+    override = _CONFIG_OVERRIDES.get((T, D))
+    if override is not None:
+        return override
+    # a plain dict, not functools.lru_cache: torch.compile warns about tracing through that
+    config = _TABLE_CACHE.get((T, D, itemsize))
+    if config is None:
+        config = _TABLE_CACHE[(T, D, itemsize)] = _table_config(T, D, itemsize)
+    return config
+
+
+_TABLE_CACHE: dict[tuple[int, int, int], LaunchConfig] = {}
+
+
+def _table_config(T: int, D: int, itemsize: int) -> LaunchConfig:
+    if itemsize == 2 and D in _MEASURED_HEAD_DIMS:
+        _, fwd, bwd = next(row for row in _MEASURED if T <= row[0])
+        if bwd:
+            bm, bn, w, st = fwd
+            cfg = LaunchConfig(block_m=bm, block_n=bn, num_warps=w, num_stages=st)
+            if bwd[0] == "fused":
+                return replace(cfg, fused_bwd=True, fused_warps=bwd[1])
+            _, owned, inner, bw, bst = bwd
+            return replace(cfg, bwd_owned=owned, bwd_inner=inner, bwd_warps=bw, bwd_stages=bst)
+    block = min(64, max(16, _next_pow2(T)))
+    warps = {16: 1, 32: 2}.get(block, 4)
+    fb = fused_block(T)
+    fused = T <= 64 and fb * D <= 64 * 64
+    fused_warps = max(1, min(8, fb * D // 1024))  # 32 elements of a (tile, D) operand a thread
+    return LaunchConfig(
+        block_m=block,
+        block_n=block,
+        num_warps=warps,
+        num_stages=2,
+        fused_bwd=fused,
+        fused_warps=fused_warps,
+        bwd_owned=block,
+        bwd_inner=block,
+        bwd_warps=warps,
+        bwd_stages=2,
+    )
+
+
+def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
+    """The configurations ``scripts/bench_attention.py --sweep`` times for (T, D): the default
+    first, then variations of tiles, warps and stages (duplicates removed)."""
+    base = pick_config(T, D)
+    fb = fused_block(T)
+    out = [base]
+    forward = [(16, 16, 1, 1), (16, 16, 2, 2), (32, 32, 2, 2), (64, 64, 4, 2), (64, 64, 4, 3),
+               (128, 64, 8, 2), (128, 64, 4, 3), (64, 32, 4, 3)]  # fmt: skip
+    for bm, bn, w, st in forward:  # (block_m, block_n, warps, stages)
+        if bm > 2 * max(16, _next_pow2(T)):
+            continue  # a forward tile more than twice the sequence is mostly padding
+        out.append(replace(base, block_m=bm, block_n=bn, num_warps=w, num_stages=st))
+    if T <= FUSED_MAX_T and fb * D <= 128 * 64:
+        for w in (1, 2, 4, 8):
+            # at most 64 elements of a (tile, D) operand per thread, at most a warp per 8 rows
+            if fb * D <= 64 * 32 * w and w * 8 <= fb:
+                out.append(replace(base, fused_bwd=True, fused_warps=w))
+    split = [(64, 64, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (32, 32, 2, 2),
+             (64, 16, 2, 2)]  # fmt: skip
+    for owned, inner, w, st in split:  # (bwd_owned, bwd_inner, warps, stages)
+        if owned > 2 * max(16, _next_pow2(T)):
+            continue
+        out.append(
+            replace(
+                base, fused_bwd=False, bwd_owned=owned, bwd_inner=inner, bwd_warps=w, bwd_stages=st
+            )
+        )
+    unique: list[LaunchConfig] = []
+    for cfg in out:
+        if cfg not in unique:
+            unique.append(cfg)
+    return unique
+
+
+_CONFIG_OVERRIDES: dict[tuple[int, int], LaunchConfig] = {}
+
+
+@contextmanager
+def override_config(T: int, D: int, config: LaunchConfig) -> Iterator[None]:
+    """Use ``config`` for every (T, D) call inside the block (benchmarks, tuning)."""
+    previous = _CONFIG_OVERRIDES.get((T, D))
+    _CONFIG_OVERRIDES[(T, D)] = config
+    try:
+        yield
+    finally:
+        if previous is None:
+            _CONFIG_OVERRIDES.pop((T, D), None)
+        else:
+            _CONFIG_OVERRIDES[(T, D)] = previous
 
 
 def _poison_enabled() -> bool:
@@ -222,7 +390,7 @@ def triton_forward(
     """Run the forward kernel; returns O (B, H, T, D) in q's dtype and LSE (B*H, T) fp32 (log2
     units; +inf for rows with no real key)."""
     B, H, T, D = q.shape
-    cfg = config or pick_config(T, D)
+    cfg = config or pick_config(T, D, q.element_size())
     o = _new_buffer((B, H, T, D), q.dtype, q.device)  # (B, H, T, D)
     lse = _new_buffer((B * H, T), torch.float32, q.device)  # (B*H, T)
     mask, stride_mb, stride_mt = _mask_args(key_padding_mask, q)
@@ -249,6 +417,7 @@ def triton_forward(
         BLOCK_M=cfg.block_m,
         BLOCK_N=cfg.block_n,
         num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
         **_dot_meta(q.dtype),
     )
     return o, lse
@@ -266,7 +435,7 @@ def triton_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dq, dk, dv), each (B, H, T, D) contiguous in q's dtype, from dO = dL/dO."""
     B, H, T, D = q.shape
-    cfg = config or pick_config(T, D)
+    cfg = config or pick_config(T, D, q.element_size())
     if do.dtype != q.dtype:
         do = do.to(q.dtype)
     dq = _new_buffer((B, H, T, D), q.dtype, q.device)
@@ -278,7 +447,7 @@ def triton_backward(
     has_mask = key_padding_mask is not None
     dot_meta = _dot_meta(q.dtype)
 
-    if cfg.fused_bwd:
+    if cfg.uses_fused_bwd(T):
         _kernel.attn_bwd_fused_kernel[(B * H,)](
             q,
             k,
@@ -303,14 +472,14 @@ def triton_backward(
             qk_scale,
             HAS_MASK=has_mask,
             HEAD_DIM=D,
-            BLOCK=cfg.block_m,
-            num_warps=cfg.fused_bwd_warps,
+            BLOCK=fused_block(T),
+            num_warps=cfg.fused_warps,
             **dot_meta,
         )
         return dq, dk, dv
 
     delta = _new_buffer((B * H, T), torch.float32, q.device)  # (B*H, T)
-    _kernel.attn_bwd_preprocess_kernel[(B * H, triton.cdiv(T, cfg.block_m))](
+    _kernel.attn_bwd_preprocess_kernel[(B * H, triton.cdiv(T, cfg.bwd_owned))](
         o,
         do,
         delta,
@@ -319,8 +488,8 @@ def triton_backward(
         H,
         T,
         HEAD_DIM=D,
-        BLOCK_M=cfg.block_m,
-        num_warps=cfg.num_warps,
+        BLOCK_M=cfg.bwd_owned,
+        num_warps=cfg.bwd_warps,
     )
     common = (
         *q.stride(),
@@ -337,17 +506,19 @@ def triton_backward(
     meta = dict(
         HAS_MASK=has_mask,
         HEAD_DIM=D,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        num_warps=cfg.num_warps,
+        num_warps=cfg.bwd_warps,
+        num_stages=cfg.bwd_stages,
         **dot_meta,
     )
-    _kernel.attn_bwd_dkdv_kernel[(B * H, triton.cdiv(T, cfg.block_n))](
-        q, k, v, do, mask, lse, delta, dk, dv, *common, **meta
-    )
-    _kernel.attn_bwd_dq_kernel[(B * H, triton.cdiv(T, cfg.block_m))](
-        q, k, v, do, mask, lse, delta, dq, *common, **meta
-    )
+    # each program owns bwd_owned keys (dK/dV) or queries (dQ) and loops over the other side
+    _kernel.attn_bwd_dkdv_kernel[(B * H, triton.cdiv(T, cfg.bwd_owned))](
+        q, k, v, do, mask, lse, delta, dk, dv, *common,
+        BLOCK_M=cfg.bwd_inner, BLOCK_N=cfg.bwd_owned, **meta,
+    )  # fmt: skip
+    _kernel.attn_bwd_dq_kernel[(B * H, triton.cdiv(T, cfg.bwd_owned))](
+        q, k, v, do, mask, lse, delta, dq, *common,
+        BLOCK_M=cfg.bwd_owned, BLOCK_N=cfg.bwd_inner, **meta,
+    )  # fmt: skip
     return dq, dk, dv
 
 
@@ -420,6 +591,9 @@ def attention(
     if chosen == "sdpa":
         return sdpa_attention(q, k, v, key_padding_mask)
     reason = _triton_unsupported(q)
+    if reason is None and torch.jit.is_tracing():
+        # A trace records torch ops only: the kernel's output would be frozen in as a constant.
+        reason = "torch.jit.trace cannot record a Triton launch (use sdpa, or torch.compile)"
     if reason is not None:
         raise ValueError(f"cannot use backend='triton': {reason}")
     return _TritonAttention.apply(q, k, v, key_padding_mask)

@@ -223,6 +223,34 @@ def test_sigint_ends_a_run_cleanly(tmp_path: Path) -> None:
     assert list((tmp_path / "sig" / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
+def test_sprt_gating_promotes_snapshots_in_training(local_ray, tmp_path: Path) -> None:
+    """With league_gating=sprt the first snapshot is promoted as is and later ones only by the
+    test on their evaluation games against the best; self-play meets promoted snapshots only."""
+    from selfplay.league import League
+
+    cfg = small_config(
+        tmp_path, "gated", minutes=0.5, eval_every_minutes=0.1,
+        league_mix="latest=0.5,past=0.5", league_gating="sprt", league_snapshots=4,
+    )  # fmt: skip
+    train(cfg, final_eval=False)
+    ckpt = load_checkpoint(tmp_path / "gated" / "checkpoint.pt")
+    league = League.from_state_dict(
+        ckpt.league, {k: v for k, v in ckpt.model.items() if k.startswith("league/")}
+    )
+    assert league.config.gated_only
+    history = league.promotions
+    assert history and history[0]["decision"] == "promoted" and history[0]["incumbent"] is None
+    for decision in history[1:]:  # every later one is an SPRT verdict against the best then
+        assert decision["decision"] in ("accept", "reject") and decision["incumbent"]
+        assert decision["wins"] + decision["draws"] + decision["losses"] > 0
+    # self-play opponents came from promoted snapshots only
+    met = {b for a, b, *_ in league.results.pairs() if a == "main"}
+    assert met and met <= set(league.gated), (met, league.gated)
+    rows = [json.loads(line) for line in (tmp_path / "gated" / "metrics.jsonl").open()]
+    gated = [r["league/gated"] for r in rows if "league/gated" in r]
+    assert gated and gated[0] == 1 and gated == sorted(gated)
+
+
 def test_league_opponents_in_training_survive_resume(local_ray, tmp_path: Path) -> None:
     from selfplay.league import League
 

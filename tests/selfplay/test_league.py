@@ -378,6 +378,26 @@ def test_promote_if_stronger_gates_on_sprt():
     assert league.names == ["m0", "m1", "m3"]
 
 
+def test_gated_only_league_samples_promoted_snapshots_only():
+    league = league_with([("m0", "main"), ("m1", "main"), ("m2", "main")], gated_only=True)
+    with pytest.raises(ValueError, match="no opponents"):
+        league.sample_opponent("main", np.random.default_rng(0))  # nothing promoted yet
+    league.promote("m0")
+    league.record("m1", "m0", wins=300, draws=100, losses=100)
+    assert league.promote_if_stronger("m1") == "accept"
+    assert league.opponents_for("main", "main") == ["m0", "m1"]
+    rng = np.random.default_rng(1)
+    drawn = {league.sample_opponent("main", rng) for _ in range(200)}
+    assert drawn == {"m0", "m1"}  # m2, never promoted, is never met
+    # the flag survives the checkpoint round trip; exploiters keep their own pools
+    meta, tensors = league.state_dict()
+    again = League.from_state_dict(json.loads(json.dumps(meta)), tensors)
+    assert again.config.gated_only and again.opponents_for("main", "main") == ["m0", "m1"]
+    assert "m2" in league.opponents_for("league_exploiter", "x")
+    with pytest.raises(ValueError, match="gated_only must be True or False, got 1"):
+        LeagueConfig(gated_only=1)
+
+
 # ---- persistence --------------------------------------------------------------------------
 
 

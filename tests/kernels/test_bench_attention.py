@@ -1,0 +1,51 @@
+"""scripts/bench_attention.py end to end on tiny CPU shapes (--dry-run), under the interpreter."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from kernels.attention import op
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_attention.py"
+
+pytestmark = pytest.mark.skipif(
+    op._kernel is None or not op._INTERPRETED,
+    reason="the dry run needs Triton's CPU interpreter (TRITON_INTERPRET=1)",
+)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("bench_attention", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_then_comparison_prints_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _load_script()
+    assert bench.main(["--dry-run", "--sweep"]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    sweep = [r for r in records if r["bench"] == "attention_sweep"]
+    winners = [r for r in records if r["bench"] == "attention_sweep_winner"]
+    compared = [r for r in records if r["bench"] == "attention"]
+    # every candidate of the swept shape was tried and checked against the reference
+    assert len(sweep) == len(op.candidate_configs(9, 16))
+    assert all(not r.get("rejected") and r["max_err"] < 1e-4 for r in sweep)
+    # the winner combines the fastest forward settings with the fastest backward settings
+    assert len(winners) == 1
+    assert winners[0]["fwd_ms"] == pytest.approx(min(r["fwd_ms"] for r in sweep if "fwd_ms" in r))
+    assert winners[0]["bwd_ms"] == pytest.approx(min(r["bwd_ms"] for r in sweep if "bwd_ms" in r))
+    # the comparison: the per-call-overhead row, then the dry-run grid; the swept shape ran
+    # with the sweep's winner, and our output matched SDPA's
+    assert [(r["B"], r["T"]) for r in compared] == [(1, 9), (2, 9), (2, 42)]
+    assert compared[1]["config"] == winners[0]["config"]
+    for r in compared:
+        assert r["ours_fwd_ms"] > 0 and r["ours_fwdbwd_ms"] > 0
+        assert r["max_abs_diff_vs_sdpa"] < 1e-4
+        assert r["speedup_fwdbwd"] > 0
+    assert "speedup f+b" in out  # the table's header
