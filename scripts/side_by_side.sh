@@ -10,8 +10,10 @@ games=${3:-40}
 selfplay=${SELFPLAY:-.venv/bin/selfplay}
 export WANDB_SILENT=true
 league="latest=0.8,past=0.2"
+# --play-simulations 32: the AlphaZero agents play the tournament at their self-play budget
+# (PPO policies play greedily whatever it says)
 common=(--preset connect_four --minutes "$minutes" --runs-dir "$out" --eval-games 10
-        --eval-opponents random)
+        --eval-opponents random --play-simulations 32)
 # AlphaZero: snapshots enter the league at each evaluation, every minute here
 "$selfplay" train "${common[@]}" --run-name az --eval-every-minutes 1
 "$selfplay" train "${common[@]}" --run-name az-league --eval-every-minutes 1 --league-mix "$league"

@@ -366,6 +366,22 @@ class Learner:
 # the run
 
 
+def league_config(cfg: TrainConfig) -> LeagueConfig:
+    """The league's sampling settings for a run. "latest" is the live network, which the
+    workers play themselves; the league draws the frozen opponents of the other games: past
+    and pfsp, renormalized."""
+    mix = parse_league_mix(cfg.league_mix)
+    frozen = mix["past"] + mix["pfsp"]
+    return LeagueConfig(
+        latest=0.0,
+        past=mix["past"] / frozen if frozen else 1.0,
+        pfsp=mix["pfsp"] / frozen if frozen else 0.0,
+        pfsp_weighting=cfg.league_pfsp_weighting,
+        max_snapshots=cfg.league_snapshots,
+        gated_only=cfg.league_gating == "sprt",
+    )
+
+
 class AlphaZeroRun:
     """One training run: ``start()``, ``run()`` (until the time budget or a signal), ``close()``."""
 
@@ -393,21 +409,8 @@ class AlphaZeroRun:
         }  # fmt: skip
         self.results = MatchResults()
         self.elo_history: list[dict[str, float]] = []
-        # "latest" is the live network (the workers play it themselves); the league draws
-        # the frozen opponents of the other games: past and pfsp, renormalized
-        mix = parse_league_mix(cfg.league_mix)
-        self.league_share = 1.0 - mix["latest"]
-        frozen = mix["past"] + mix["pfsp"]
-        self.league = League(
-            LeagueConfig(
-                latest=0.0,
-                past=mix["past"] / frozen if frozen else 1.0,
-                pfsp=mix["pfsp"] / frozen if frozen else 0.0,
-                pfsp_weighting=cfg.league_pfsp_weighting,
-                max_snapshots=cfg.league_snapshots,
-                gated_only=cfg.league_gating == "sprt",
-            )
-        )
+        self.league_share = 1.0 - parse_league_mix(cfg.league_mix)["latest"]
+        self.league = League(league_config(cfg))
         self._snapshot_refs: dict[str, Any] = {}
         self.wandb_id: str | None = None
         if checkpoint is not None:
@@ -428,6 +431,8 @@ class AlphaZeroRun:
         if ckpt.league:
             tensors = {k: v for k, v in ckpt.model.items() if k.startswith(LEAGUE_PREFIX)}
             self.league = League.from_state_dict(ckpt.league, tensors)
+            # the sampling settings are this run's (a resume may change them), not the saved ones
+            self.league.config = league_config(self.cfg)
         self.counters.update(ckpt.counters)
         ratings = ckpt.ratings or {}
         if "results" in ratings:

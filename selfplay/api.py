@@ -110,13 +110,13 @@ def load_player(
     its ``eval_simulations`` when that is 0; for a PPO run 0, the policy played greedily).
     """
     from selfplay.checkpoint import find_checkpoint, load_checkpoint
-    from selfplay.config import config_from_dict
+    from selfplay.config import config_from_dict, upgrade_saved_config
 
     if simulations is not None and (isinstance(simulations, bool) or simulations < 0):
         raise ValueError(f"simulations must be an integer >= 0, got {simulations!r}")
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt.config)
+    cfg = config_from_dict(upgrade_saved_config(ckpt.config))
     return TrainedPlayer(
         cfg, ckpt.model, simulations=simulations, device=device, name=path.parent.name, seed=seed
     )

@@ -64,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from selfplay.config import config_from_args, make_run_name
+    from selfplay.config import config_from_args, make_run_name, upgrade_saved_config
 
     if args.resume:
         from pathlib import Path
@@ -78,7 +78,7 @@ def _run_train(args: argparse.Namespace) -> int:
             base = json.loads(ppo_state.read_text())["config"]
         else:
             base = load_checkpoint(find_checkpoint(args.resume)).config
-        cfg = config_from_args(args, base=base)  # all checks before Ray starts
+        cfg = config_from_args(args, base=upgrade_saved_config(base))  # checks before Ray
     else:
         cfg = config_from_args(args)
         if not cfg.run_name:

@@ -212,6 +212,19 @@ class TrainConfig:
             raise ValueError(
                 f"min_replay must be <= replay_size ({self.replay_size}), got {self.min_replay}"
             )
+        if self.league_gating == "sprt":
+            if self.algo != "alphazero":
+                raise ValueError(
+                    f"league_gating sprt works with algo alphazero only, got algo {self.algo}"
+                )
+            from selfplay.league import min_games_to_accept
+
+            need = min_games_to_accept()
+            if self.eval_games < need:
+                raise ValueError(
+                    f"league_gating sprt needs eval_games >= {need} (the test reads one "
+                    f"evaluation's games and cannot accept on fewer), got {self.eval_games}"
+                )
 
 
 # Field name -> one of int, float, bool, str. Built from the annotations (strings, because of
@@ -437,6 +450,16 @@ def config_from_dict(d: Mapping[str, Any], *, base: TrainConfig | None = None) -
     values = to_dict(base) if base is not None else {}
     values.update({key: _coerce(key, value) for key, value in d.items()})
     return TrainConfig(**values)
+
+
+# Fields added after runs were saved, with the value that keeps such a run's old behaviour.
+_SAVED_BEFORE = {"play_simulations": 0}  # 0: play with eval_simulations, as runs did then
+
+
+def upgrade_saved_config(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A config saved with a run (checkpoint, ppo_run.json), with the fields it predates set so
+    that the run behaves as it did (for example an old run still plays at eval_simulations)."""
+    return {**_SAVED_BEFORE, **d}
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

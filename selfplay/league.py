@@ -344,6 +344,17 @@ def sprt(
     return "continue"
 
 
+def min_games_to_accept(
+    elo0: float = 0.0, elo1: float = 35.0, alpha: float = 0.05, beta: float = 0.05
+) -> int:
+    """Fewest games after which `sprt` can accept at all (every one of them won): a test on
+    fewer games never decides for the stronger player."""
+    games = 1
+    while sprt(games, 0, 0, elo0, elo1, alpha, beta) != "accept":
+        games += 1
+    return games
+
+
 # ---- the league ---------------------------------------------------------------------------
 
 
@@ -463,8 +474,10 @@ class League:
 
         main: ``latest * [the latest main snapshot] + past * uniform(the others)
         + pfsp * pfsp_weights(all)``; an empty part's share goes to the latest snapshot (with no
-        main snapshot, the newest of any role stands in for it). main_exploiter: uniform over
-        its pool. league_exploiter: PFSP weights over the whole league.
+        main snapshot, the newest of any role stands in for it). With ``gated_only`` the pool is
+        the promoted snapshots: the latest share goes to the best, the past share uniformly to
+        all of them, the best too. main_exploiter: uniform over its pool. league_exploiter:
+        PFSP weights over the whole league.
         """
         pool = self.opponents_for(role, learner)
         if not pool:
@@ -482,7 +495,11 @@ class League:
         latest = mains[-1] if mains else n - 1
         probs = np.zeros(n)  # (n,)
         probs[latest] += cfg.latest
-        if n > 1:
+        if cfg.gated_only:
+            # every promoted snapshot is a past opponent, the best (newest promoted) included:
+            # the newest snapshot of the whole league, which "latest" stands for, is a candidate
+            probs += cfg.past / n
+        elif n > 1:
             past = np.arange(n) != latest
             probs[past] += cfg.past / (n - 1)
         else:

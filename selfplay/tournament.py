@@ -566,7 +566,7 @@ def main(args: argparse.Namespace) -> int:
     )
     record = result.to_dict()
     record["participants"] = [
-        {"name": a.name, "kind": "trained", "source": str(p), "simulations": args.simulations}
+        {"name": a.name, "kind": "trained", "source": str(p), "simulations": a.simulations}
         for p, a in zip(paths, agents, strict=True)
     ] + [
         {"name": b.name, "kind": "baseline", "source": spec}

@@ -281,7 +281,8 @@ def _table_config(T: int, D: int, itemsize: int) -> LaunchConfig:
     warps = {16: 1, 32: 2}.get(block, 4)
     fb = fused_block(T)
     fused = T <= 64 and fb * D <= 64 * 64
-    fused_warps = max(1, min(8, fb * D // 1024))  # 32 elements of a (tile, D) operand a thread
+    # about 64 bytes of each (tile, D) operand a thread: twice the warps for fp32
+    fused_warps = max(1, min(8, fb * D * itemsize // 2048))
     return LaunchConfig(
         block_m=block,
         block_n=block,

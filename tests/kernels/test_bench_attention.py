@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from kernels.attention import op
 
@@ -45,7 +47,20 @@ def test_sweep_then_comparison_prints_table_and_json(capsys: pytest.CaptureFixtu
     assert [(r["B"], r["T"]) for r in compared] == [(1, 9), (2, 9), (2, 42)]
     assert compared[1]["config"] == winners[0]["config"]
     for r in compared:
+        assert r["correct"] and r["max_err"] < 1e-4
         assert r["ours_fwd_ms"] > 0 and r["ours_fwdbwd_ms"] > 0
         assert r["max_abs_diff_vs_sdpa"] < 1e-4
         assert r["speedup_fwdbwd"] > 0
     assert "speedup f+b" in out  # the table's header
+
+
+def test_a_wrong_kernel_reports_no_speed_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    package = importlib.import_module("kernels.attention")  # `kernels.attention` is the function
+    bench = _load_script()
+    real = package.attention
+    monkeypatch.setattr(package, "attention", lambda *a, **kw: 1.5 * real(*a, **kw))
+    timer = bench.Timer("cpu", target_ms=1.0, repeats=1)
+    record = bench.bench_config(2, 2, 9, 16, "cpu", timer, "cpu", torch.float32)
+    assert record["correct"] is False and record["max_err"] > 0.1
+    assert "speedup_fwdbwd" not in record and "speedup_fwd" not in record
+    assert "WRONG" in bench._row(record)

@@ -229,7 +229,7 @@ def test_sprt_gating_promotes_snapshots_in_training(local_ray, tmp_path: Path) -
     from selfplay.league import League
 
     cfg = small_config(
-        tmp_path, "gated", minutes=0.5, eval_every_minutes=0.1,
+        tmp_path, "gated", minutes=0.5, eval_every_minutes=0.1, eval_games=40,
         league_mix="latest=0.5,past=0.5", league_gating="sprt", league_snapshots=4,
     )  # fmt: skip
     train(cfg, final_eval=False)
@@ -249,6 +249,31 @@ def test_sprt_gating_promotes_snapshots_in_training(local_ray, tmp_path: Path) -
     rows = [json.loads(line) for line in (tmp_path / "gated" / "metrics.jsonl").open()]
     gated = [r["league/gated"] for r in rows if "league/gated" in r]
     assert gated and gated[0] == 1 and gated == sorted(gated)
+
+
+def test_gate_promotes_first_snapshot_then_follows_the_sprt(tmp_path: Path) -> None:
+    """AlphaZeroRun._gate on recorded results: accept, reject and undecided verdicts."""
+    cfg = small_config(tmp_path, "gate", league_gating="sprt", eval_games=40)
+    run = AlphaZeroRun(cfg, tmp_path / "gate")
+    weights = run.learner.weights()
+    run.league.add_snapshot("step_1", weights)
+    assert run._gate("step_1") == {"league/promoted": 1.0, "league/rejected": 0.0,
+                                   "league/gated": 1.0}  # fmt: skip
+    run.league.add_snapshot("step_2", weights)
+    run.league.record("step_2", "step_1", wins=36, draws=2, losses=2)  # clearly stronger
+    assert run._gate("step_2")["league/promoted"] == 1.0 and run.league.best == "step_2"
+    run.league.add_snapshot("step_3", weights)
+    run.league.record("step_3", "step_2", wins=5, draws=5, losses=30)  # clearly weaker
+    verdict = run._gate("step_3")
+    assert verdict["league/rejected"] == 1.0 and verdict["league/gated"] == 2.0
+    run.league.add_snapshot("step_4", weights)
+    run.league.record("step_4", "step_2", wins=21, draws=0, losses=19)  # undecided
+    verdict = run._gate("step_4")
+    assert verdict["league/promoted"] == verdict["league/rejected"] == 0.0
+    assert run.league.best == "step_2" and run.league.gated == ["step_1", "step_2"]
+    assert run._gate("step_2")["league/promoted"] == 0.0  # the best itself: nothing to test
+    # games are drawn from promoted snapshots only, the best included
+    assert run.league.opponents_for("main", "main") == ["step_1", "step_2"]
 
 
 def test_league_opponents_in_training_survive_resume(local_ray, tmp_path: Path) -> None:
@@ -278,3 +303,10 @@ def test_league_opponents_in_training_survive_resume(local_ray, tmp_path: Path) 
             for key, tensor in weights.items():
                 assert (league2.snapshot(name).weights[key] == tensor).all()
     assert league2.results.games("main") >= league.results.games("main")
+    # the sampling settings are the resumed run's, not the saved ones
+    gated = AlphaZeroRun(
+        replace(resumed, league_gating="sprt", eval_games=40, league_mix="latest=0.5,past=0.5"),
+        tmp_path / "league", checkpoint=after,
+    )  # fmt: skip
+    assert gated.league.config.gated_only and gated.league.config.pfsp == 0.0
+    assert gated.league.names == league2.names  # the snapshots themselves are the saved ones

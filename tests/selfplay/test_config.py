@@ -77,6 +77,10 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"run_name": ".."}, "run_name must be empty or one directory name"),
         ({"wandb_project": " "}, "wandb_project must be a non-empty string"),
         ({"ray_address": 6379}, "ray_address must be a string, got 6379"),
+        ({"league_gating": "elo"}, "league_gating must be one of none, sprt, got 'elo'"),
+        ({"league_gating": "sprt", "eval_games": 30}, "league_gating sprt needs eval_games >= 31"),
+        ({"league_gating": "sprt", "algo": "ppo"}, "league_gating sprt works with algo alphazero"),
+        ({"play_simulations": -1}, "play_simulations must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_values_are_refused_with_a_one_line_message(
@@ -289,3 +293,14 @@ def test_config_imports_neither_ray_nor_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_saved_config_from_before_play_simulations_keeps_playing_at_eval_simulations() -> None:
+    from selfplay.config import default_play_simulations, to_dict, upgrade_saved_config
+
+    saved = {k: v for k, v in to_dict(TrainConfig(eval_simulations=24)).items()}
+    del saved["play_simulations"]
+    old = config_from_dict(upgrade_saved_config(saved))
+    assert old.play_simulations == 0 and default_play_simulations(old) == 24
+    new = config_from_dict(upgrade_saved_config(to_dict(TrainConfig(play_simulations=64))))
+    assert default_play_simulations(new) == 64  # a saved value is kept

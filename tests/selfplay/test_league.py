@@ -394,6 +394,13 @@ def test_gated_only_league_samples_promoted_snapshots_only():
     again = League.from_state_dict(json.loads(json.dumps(meta)), tensors)
     assert again.config.gated_only and again.opponents_for("main", "main") == ["m0", "m1"]
     assert "m2" in league.opponents_for("league_exploiter", "x")
+    # the AlphaZero engine's mix (the live network is "latest"): the best is drawn too
+    az = league_with([("m0", "main"), ("m1", "main"), ("m2", "main")], latest=0.0, past=1.0,
+                     gated_only=True)  # fmt: skip
+    az.promote("m0")
+    az.promote("m1")
+    assert az.opponent_distribution("main")[0] == ["m0", "m1"]
+    assert np.allclose(az.opponent_distribution("main")[1], [0.5, 0.5])
     with pytest.raises(ValueError, match="gated_only must be True or False, got 1"):
         LeagueConfig(gated_only=1)
 
