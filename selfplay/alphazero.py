@@ -39,11 +39,13 @@ from agents.networks import (
 )
 from agents.search import BatchedMCTS, SearchConfig, SearchPlayer
 from selfplay.config import TrainConfig, parse_league_mix, to_dict
-from selfplay.league import League, LeagueConfig
+from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
 from selfplay.ratings import MatchResults, fit_elo
 from selfplay.replay import ReplayBuffer, planes_to_tokens
 
-LEAGUE_PREFIX = "league/"  # league snapshot tensors share the checkpoint's model dict
+# League snapshot tensors share the checkpoint's model dict under LEAGUE_PREFIX; checkpoints
+# written before the league kept two snapshots under "snapshot/" (read as plain weights no more).
+OLD_SNAPSHOT_PREFIX = "snapshot/"
 REPLAY_WINDOW = 50_000  # newest positions a checkpoint keeps (a resumed run starts warm)
 
 
@@ -170,15 +172,18 @@ class SelfPlayWorker:
 
     def _assign_opponents(self, fresh: np.ndarray, opponent: str | None) -> None:
         """Games that just started meet the live network or, with the league's share, the
-        current snapshot; opponents no game plays any more are dropped."""
+        current snapshot. Built opponents are kept (a snapshot is often drawn again) up to the
+        league's size; beyond it the oldest that no game plays are dropped."""
         self.opponent_of[fresh] = ""
         if opponent is not None and self.league_share > 0 and fresh.size:
             league = fresh[self.rng.random(fresh.size) < self.league_share]
             self.opponent_of[league] = opponent
             self.learner_seat[league] = self.rng.integers(0, 2, league.size)
-        in_play = set(self.opponent_of.tolist()) | {opponent}
-        for name in [n for n in self.opponents if n not in in_play]:
-            del self.opponents[name]
+        if len(self.opponents) > self.cfg.league_snapshots:
+            in_play = set(self.opponent_of.tolist()) | {opponent}
+            idle = [n for n in self.opponents if n not in in_play]  # oldest first
+            for name in idle[: len(self.opponents) - self.cfg.league_snapshots]:
+                del self.opponents[name]
 
     def play_moves(self, num_moves: int, opponent: str | None = None) -> dict[str, Any]:
         game, cfg = self.game, self.cfg
@@ -425,7 +430,8 @@ class AlphaZeroRun:
     # -- checkpoints ---------------------------------------------------------------------
 
     def _restore(self, ckpt: Any) -> None:
-        model = {k: v for k, v in ckpt.model.items() if not k.startswith(LEAGUE_PREFIX)}
+        prefixes = (LEAGUE_PREFIX, OLD_SNAPSHOT_PREFIX)
+        model = {k: v for k, v in ckpt.model.items() if not k.startswith(prefixes)}
         self.learner.net.load_state_dict(model)
         self.learner.optimizer.load_state_dict(ckpt.optimizer)
         if ckpt.league:
@@ -446,7 +452,6 @@ class AlphaZeroRun:
         from selfplay.checkpoint import checkpoint_path, save_checkpoint
 
         league_meta, league_tensors = self.league.state_dict()
-        assert all(k.startswith(LEAGUE_PREFIX) for k in league_tensors)
         return save_checkpoint(
             checkpoint_path(self.run_dir),
             model={**self.learner.net.state_dict(), **league_tensors},

@@ -19,7 +19,7 @@ import torch
 import envs
 from agents.evaluator import NetworkEvaluator
 from agents.networks import build_network
-from agents.search import BatchedMCTS, SearchResult, softmax
+from agents.search import BatchedMCTS, SearchConfig, SearchResult, softmax
 from selfplay.config import default_play_simulations
 
 
@@ -46,6 +46,9 @@ class TrainedPlayer:
     PPO runs, whose policy is the trained artefact).
     """
 
+    deterministic = True
+    """The same position gets the same move (search without noise, or the greedy policy)."""
+
     def __init__(self, cfg: Any, weights: dict[str, torch.Tensor], *, simulations: int | None,
                  device: str = "cpu", name: str = "trained", seed: int = 0) -> None:  # fmt: skip
         from selfplay.alphazero import network_config, search_config
@@ -60,12 +63,15 @@ class TrainedPlayer:
         if simulations is None:
             simulations = 0 if cfg.algo == "ppo" else default_play_simulations(cfg)
         self.simulations = simulations
-        config = search_config(cfg, evaluation=True)
-        self.search_config = replace(config, num_simulations=max(1, simulations))
-        self.mcts = BatchedMCTS(self.evaluator, self.search_config, seed=seed)
+        self.search_config: SearchConfig | None = None  # None: the greedy policy, no search
+        self.mcts: BatchedMCTS | None = None
+        if simulations:
+            config = search_config(cfg, evaluation=True)
+            self.search_config = replace(config, num_simulations=simulations)
+            self.mcts = BatchedMCTS(self.evaluator, self.search_config, seed=seed)
 
     def _search(self, game: Any) -> SearchResult:
-        if self.simulations > 0:
+        if self.mcts is not None:
             return self.mcts.search(game)
         logits, value = self.evaluator.evaluate(game)  # greedy: the policy's top move
         policy = softmax(logits)

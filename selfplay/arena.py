@@ -133,6 +133,19 @@ def play_match(
     )
 
 
+OPENING_PLIES = 2
+"""Random opening plies of a match between two deterministic players (see `opening_plies_for`)."""
+
+
+def opening_plies_for(a: Any, b: Any) -> int:
+    """Random plies to start each pair of games with: `OPENING_PLIES` when both players are
+    deterministic (a ``deterministic`` attribute, e.g. trained agents, which search without
+    noise), since their games would otherwise repeat one per seat; 0 when either brings its own
+    randomness (random, rollout MCTS, ...)."""
+    both = getattr(a, "deterministic", False) and getattr(b, "deterministic", False)
+    return OPENING_PLIES if both else 0
+
+
 def _play_opening(game: Any, plies: int, rng: np.random.Generator) -> None:
     """Random legal moves, the same in games 2k and 2k+1 (whose seats are swapped)."""
     for _ in range(plies):

@@ -204,16 +204,22 @@ def _arena_player(spec: str, game: str, seed: int, simulations: int | None) -> A
 def _run_arena(args: argparse.Namespace) -> int:
     import time
 
-    from selfplay.arena import game_factory, match_ratings, play_match
+    from selfplay.arena import game_factory, match_ratings, opening_plies_for, play_match
 
     make_game = game_factory(args.game, **parse_options(args.option))
     player_a = _arena_player(args.a, args.game, args.seed, args.simulations)
     player_b = _arena_player(args.b, args.game, args.seed + 1, args.simulations)
     start = time.perf_counter()
-    result = play_match(make_game, player_a, player_b, args.games, batch_size=args.batch_size)
+    opening = opening_plies_for(player_a, player_b)
+    result = play_match(
+        make_game, player_a, player_b, args.games, batch_size=args.batch_size,
+        opening_plies=opening, seed=args.seed,
+    )  # fmt: skip
     elapsed = time.perf_counter() - start
     print(
-        f"{args.game}: {args.a} vs {args.b}, {args.games} games, seats alternated ({elapsed:.1f} s)"
+        f"{args.game}: {args.a} vs {args.b}, {args.games} games, seats alternated"
+        + (f", from random {opening}-ply openings" if opening else "")
+        + f" ({elapsed:.1f} s)"
     )
     print(result.table())
     if result.a != result.b:

@@ -69,7 +69,8 @@ PFSP_WEIGHTINGS = ("hard", "variance", "linear")
 SPRTDecision = Literal["accept", "reject", "continue"]
 
 _FORMAT_VERSION = 1
-_TENSOR_PREFIX = "league/"
+LEAGUE_PREFIX = "league/"
+"""Key prefix of snapshot tensors in `League.state_dict` (and so in a checkpoint's model)."""
 
 
 def _is_real(value: object) -> bool:
@@ -493,6 +494,8 @@ class League:
         cfg = self.config
         mains = [k for k, name in enumerate(pool) if self._snapshots[name].role == "main"]
         latest = mains[-1] if mains else n - 1
+        if cfg.gated_only and self.best in pool:
+            latest = pool.index(self.best)  # the last promoted, whatever its age
         probs = np.zeros(n)  # (n,)
         probs[latest] += cfg.latest
         if cfg.gated_only:
@@ -651,7 +654,7 @@ class League:
             "promotions": [dict(p) for p in self._promotions],
         }
         tensors = {
-            f"{_TENSOR_PREFIX}{s.name}/{param}": t
+            f"{LEAGUE_PREFIX}{s.name}/{param}": t
             for s in self._snapshots.values()
             for param, t in s.weights.items()
         }
@@ -682,7 +685,7 @@ class League:
             name = entry["name"]
             weights = {}
             for param in entry["params"]:
-                key = f"{_TENSOR_PREFIX}{name}/{param}"
+                key = f"{LEAGUE_PREFIX}{name}/{param}"
                 if key not in tensors:
                     raise ValueError(
                         f"league state names snapshot {name!r} but its tensor {key!r} is missing"
@@ -697,7 +700,7 @@ class League:
             league._snapshots[name] = Snapshot(
                 name=name, role=entry["role"], step=entry["step"], weights=weights
             )
-        extra = sorted(k for k in tensors if k.startswith(_TENSOR_PREFIX) and k not in used)
+        extra = sorted(k for k in tensors if k.startswith(LEAGUE_PREFIX) and k not in used)
         if extra:
             raise ValueError(f"league tensors {extra[:5]} belong to no snapshot in the state")
         unknown = [name for name in meta["gated"] if name not in league._snapshots]

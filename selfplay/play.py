@@ -35,8 +35,9 @@ def play_human(
     game = player.game_class(1)
     human = SEATS.index(seat)
     stones = ("X", "O")
-    write(f"You play {stones[human]} ({seat}); the agent searches "
-          f"{player.search_config.num_simulations} simulations per move.")  # fmt: skip
+    how = (f"searches {player.simulations} simulations per move" if player.simulations
+           else "plays its policy greedily, without search")  # fmt: skip
+    write(f"You play {stones[human]} ({seat}); the agent {how}.")
     write(board_text(game))
     while not game.terminated[0]:
         if game.current_player()[0] == human:

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
 import zlib
@@ -63,6 +62,7 @@ from agents.networks import (
 from agents.players import make_player
 from selfplay.arena import play_match
 from selfplay.league import pfsp_weights
+from selfplay.tracking import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -802,9 +802,7 @@ def save(algo: Algorithm, run_dir: str | Path, extra: Mapping[str, Any] | None =
         "summary": callback.summary(),
         **dict(extra or {}),
     }
-    tmp = run_dir / (LEAGUE_FILE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, run_dir / LEAGUE_FILE)
+    write_json_atomic(run_dir / LEAGUE_FILE, state, default=str)
     return final
 
 
@@ -821,7 +819,10 @@ def restore(algo: Algorithm, run_dir: str | Path) -> dict[str, Any]:
         if name not in algo.config.policies:
             _add_module(algo, name, weights=None)
     algo.restore_from_path(str(run_dir / CHECKPOINT_DIR))
-    callback.league.load_state_dict(state["league"])
+    # what was played (snapshots, results) comes back; the settings are this run's, as a
+    # resume may change them (the AlphaZero engine does the same)
+    played = {k: v for k, v in state["league"].items() if k in ("snapshots", "results")}
+    callback.league.load_state_dict({**callback.league.state_dict(), **played})
     callback.results = {k: list(v) for k, v in state.get("results", {}).items()}
     callback.total_episodes = sum(sum(row) for row in callback.results.values())
     set_env_runner_weights(algo, algo.learner_group.get_weights())

@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from selfplay.arena import MatchResult, Player, game_factory, play_match
+from selfplay.arena import (
+    OPENING_PLIES,
+    MatchResult,
+    Player,
+    game_factory,
+    opening_plies_for,
+    play_match,
+)
 from selfplay.ratings import MatchResults, Ratings, fit_elo
 
 __all__ = [
@@ -212,7 +219,10 @@ def run_tournament(
     for i in range(len(built)):
         for j in range(i + 1, len(built)):
             t0 = time.perf_counter()
-            match = play_match(make_game, built[i], built[j], games)
+            match = play_match(
+                make_game, built[i], built[j], games,
+                opening_plies=opening_plies_for(built[i], built[j]), seed=seed + len(matches),
+            )  # fmt: skip
             matches.append(match)
             results.update(match.to_results())
             if log is not None:
@@ -460,12 +470,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # never half a file
-
-
 def _log_to_wandb(
     tracker: Any, result: TournamentResult, images: Mapping[str, Path], mode: str
 ) -> None:
@@ -496,13 +500,9 @@ def main(args: argparse.Namespace) -> int:
     """``selfplay eval``: load, play, print, write files, log. Bad input raises ValueError."""
     from selfplay.api import load_player
     from selfplay.checkpoint import find_checkpoint
-    from selfplay.tracking import Tracker
+    from selfplay.tracking import Tracker, write_json_atomic
 
     games = _check_games(args.games)
-    if args.simulations is not None and (
-        isinstance(args.simulations, bool) or args.simulations < 1
-    ):
-        raise ValueError(f"--simulations must be an integer >= 1, got {args.simulations!r}")
     paths = [Path(p) for p in args.paths]
     for path in paths:
         find_checkpoint(path)  # a CheckpointError (a ValueError) naming a bad path, before work
@@ -573,7 +573,8 @@ def main(args: argparse.Namespace) -> int:
         for spec, b in zip(baselines, baseline_players, strict=True)
     ]
     record["seed"] = args.seed
-    _write_json(out / TOURNAMENT_FILE, record)
+    record["opening_plies_between_trained_agents"] = OPENING_PLIES
+    write_json_atomic(out / TOURNAMENT_FILE, record)
 
     config = {
         "command": "eval",

@@ -58,6 +58,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, default: Any = None) -> Path:
+    """Write ``data`` as indented JSON through a temp file and a rename: a crash never leaves
+    half a file. ``default`` converts what JSON cannot hold (numpy/torch scalars by default)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    text = json.dumps(data, default=default or _json_default, indent=2) + "\n"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 class Tracker:
     """A run's metrics sink: W&B plus ``run_dir/metrics.jsonl`` (appended, so resumes add on).
 
@@ -152,14 +163,7 @@ class Tracker:
             self._summary.update(summary)
             if self._wandb_run is not None:
                 self._wandb_run.summary.update(dict(summary))
-            # Temp file + rename so a crash never leaves half a summary.json.
-            path = self.run_dir / SUMMARY_FILE
-            tmp = path.with_name(f".{SUMMARY_FILE}.tmp")
-            tmp.write_text(
-                json.dumps(self._summary, default=_json_default, indent=2) + "\n",
-                encoding="utf-8",
-            )
-            os.replace(tmp, path)
+            write_json_atomic(self.run_dir / SUMMARY_FILE, self._summary)
 
     def finish(self, exit_code: int = 0) -> None:
         """Close ``metrics.jsonl`` and finish the W&B run (``exit_code`` != 0 marks it failed).

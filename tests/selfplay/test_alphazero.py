@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ray = pytest.importorskip("ray")
 
@@ -274,6 +275,18 @@ def test_gate_promotes_first_snapshot_then_follows_the_sprt(tmp_path: Path) -> N
     assert run._gate("step_2")["league/promoted"] == 0.0  # the best itself: nothing to test
     # games are drawn from promoted snapshots only, the best included
     assert run.league.opponents_for("main", "main") == ["step_1", "step_2"]
+
+
+def test_a_checkpoint_from_before_the_league_resumes(tmp_path: Path) -> None:
+    """Old checkpoints kept two snapshots as "snapshot/<name>/<param>" in the model dict."""
+    cfg = small_config(tmp_path, "old")
+    ckpt = load_checkpoint(AlphaZeroRun(cfg, tmp_path / "old").save())
+    net = {k: v for k, v in ckpt.model.items() if not k.startswith("league/")}
+    old = replace(ckpt, model={**net, **{f"snapshot/step_9/{k}": v for k, v in net.items()}},
+                  league=None)  # fmt: skip
+    run = AlphaZeroRun(cfg, tmp_path / "old", checkpoint=old)
+    for key, tensor in net.items():
+        assert torch.equal(run.learner.net.state_dict()[key], tensor)
 
 
 def test_league_opponents_in_training_survive_resume(local_ray, tmp_path: Path) -> None:

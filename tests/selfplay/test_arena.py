@@ -7,7 +7,7 @@ import pytest
 
 import envs
 from agents.players import make_player
-from selfplay.arena import match_ratings, play_match
+from selfplay.arena import OPENING_PLIES, match_ratings, opening_plies_for, play_match
 
 
 def make_connect_four(n: int):
@@ -38,6 +38,19 @@ def test_openings_are_shared_by_each_pair_and_vary() -> None:
     openings = [m[:2] for m in result.moves]
     assert all(openings[i] == openings[i + 1] for i in range(0, 40, 2))
     assert len(set(openings)) > 5
+
+
+def test_two_deterministic_players_get_openings_and_others_do_not() -> None:
+    from selfplay.api import TrainedPlayer
+
+    class Fixed:
+        deterministic = True
+
+    assert TrainedPlayer.deterministic
+    random_player = make_player("random", "connect_four")
+    assert opening_plies_for(Fixed(), Fixed()) == OPENING_PLIES > 0
+    assert opening_plies_for(Fixed(), random_player) == 0
+    assert opening_plies_for(random_player, random_player) == 0
 
 
 def test_bad_arguments() -> None:

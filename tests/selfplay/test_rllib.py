@@ -321,13 +321,14 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
         minutes=2,
         run_dir=tmp_path,
         settings=settings,
-        league=NewestSnapshotLeague(max_snapshots=2),
+        league=NewestSnapshotLeague(max_snapshots=3),  # a resume may change the settings
         resume=True,
         max_iterations=1,
         evaluate_at_end=False,
     )
     assert second["iterations"] == 3 and second["iterations_this_run"] == 1
-    assert second["snapshots"] == ["main_it00002", "main_it00003"]  # at most 2 kept
+    # the resumed run's settings hold (3 kept), the saved snapshots and results carry on
+    assert second["snapshots"] == ["main_it00001", "main_it00002", "main_it00003"]
     assert second["league"]["opponents"]["main_it00002"]["games"] > 5
     assert second["league"]["episodes"] > first["league"]["episodes"]  # tallies carried on
     with pytest.raises(ValueError, match="cannot resume"):
