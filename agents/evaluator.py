@@ -8,7 +8,7 @@ the subtree of the move just played (which the previous search already evaluated
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,8 +51,12 @@ class NetworkEvaluator:
         cache_size: int = 0,
         backend: str = "auto",
         example_batch: int = 256,
+        symmetries: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.net = net
+        # board symmetries (cell_perm, action_perm) to average the net over (a game's
+        # `symmetries()`); None or one: the net alone
+        self.symmetries = list(symmetries) if symmetries is not None else []
         self.device = torch.device(device)
         self.backend = backend
         self.example_batch = example_batch
@@ -84,10 +88,28 @@ class NetworkEvaluator:
         else:
             x = torch.from_numpy(game.observation())  # (N, C, rows, cols)
         legal = torch.from_numpy(game.legal_mask())  # (N, A)
+        if len(self.symmetries) > 1:
+            return self._run_symmetric(x, legal)
         logits, value = self._inference()(x.to(self.device), legal.to(self.device))
         self.evaluations += len(x)
         # note: .cpu() is a sync point on the GPU; search needs the numbers now anyway
         return logits.float().cpu().numpy(), value.float().cpu().numpy()
+
+    def _run_symmetric(self, x: torch.Tensor, legal: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Every transformed board in one batch; logits mapped back and averaged (illegal
+        moves stay -inf: each transform agrees on them), values averaged."""
+        k, n = len(self.symmetries), len(x)
+        flat = x.flatten(-2) if x.dim() == 4 else x  # (N, C, cells) or tokens (N, cells)
+        inputs = torch.cat([flat[..., cells] for cells, _ in self.symmetries]).reshape(
+            k * n, *x.shape[1:]
+        )
+        masks = torch.cat([legal[:, actions] for _, actions in self.symmetries])  # (kN, A)
+        logits, value = self._inference()(inputs.to(self.device), masks.to(self.device))
+        self.evaluations += k * n
+        logits = logits.float().cpu().reshape(k, n, -1)
+        back = [torch.from_numpy(np.argsort(actions)) for _, actions in self.symmetries]
+        logits = torch.stack([logits[i][:, back[i]] for i in range(k)]).mean(0)  # (N, A)
+        return logits.numpy(), value.float().cpu().reshape(k, n).mean(0).numpy()
 
     def evaluate(self, game: Any) -> tuple[np.ndarray, np.ndarray]:
         if self.cache is None:

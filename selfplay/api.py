@@ -55,11 +55,19 @@ class TrainedPlayer:
 
         self.cfg = cfg
         self.name = name
+        self.ratings: dict[str, Any] | None = None
+        """The checkpoint's ratings (Elo history), when `load_player` read one."""
         net = build_network(network_config(cfg))
         # a checkpoint's model dict also holds the league's snapshots: take the net's own keys
         own = net.state_dict().keys()
         net.load_state_dict({k: v for k, v in weights.items() if k in own})
-        self.evaluator = NetworkEvaluator(net, device=device, example_batch=1)
+        # a PPO policy trained symmetric (averaged over the board's symmetries) plays so too
+        symmetries = None
+        if cfg.algo == "ppo" and cfg.symmetric:
+            symmetries = envs.make(cfg.game, 1).symmetries()
+        self.evaluator = NetworkEvaluator(
+            net, device=device, example_batch=1, symmetries=symmetries
+        )
         if simulations is None:
             simulations = 0 if cfg.algo == "ppo" else default_play_simulations(cfg)
         self.simulations = simulations
@@ -123,6 +131,8 @@ def load_player(
     path = find_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(upgrade_saved_config(ckpt.config))
-    return TrainedPlayer(
+    player = TrainedPlayer(
         cfg, ckpt.model, simulations=simulations, device=device, name=path.parent.name, seed=seed
     )
+    player.ratings = ckpt.ratings  # the run's rating history, for plots (no second load)
+    return player

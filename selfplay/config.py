@@ -76,7 +76,7 @@ class TrainConfig:
     game: str = "connect_four"
     """game to learn: connect_four or tictactoe"""
     algo: str = "alphazero"
-    """training algorithm: alphazero (ppo is planned)"""
+    """training algorithm: alphazero (search, own engine) or ppo (model-free, through RLlib)"""
 
     # --- network ---
     net: str = "convnet"
@@ -93,6 +93,8 @@ class TrainConfig:
     """transformer: number of blocks"""
     hidden: int = 128
     """mlp: hidden units per layer"""
+    mlp_layers: int = 2
+    """mlp: number of hidden layers"""
 
     # --- search ---
     search: str = "gumbel"
@@ -144,6 +146,23 @@ class TrainConfig:
     """learner device: auto (cuda when available), cpu or cuda"""
     learner_threads: int = 0
     """torch threads of the learner; 0 keeps torch's default"""
+
+    # --- PPO (algo ppo: workers are RLlib EnvRunners, games_per_worker the games each steps
+    # at once, batch_size the SGD minibatch, lr Adam's rate) ---
+    ppo_rollout: int = 4000
+    """ppo: environment steps (both seats) gathered per training iteration"""
+    ppo_epochs: int = 4
+    """ppo: passes of SGD over each iteration's steps"""
+    entropy_coeff: float = 0.01
+    """ppo: weight of the entropy bonus in the loss"""
+    opening_plies: int = 0
+    """ppo: self-play games start after 0..k uniformly random plies (0: from the empty board),
+    so the policy meets many positions rather than replaying its own favourite lines"""
+    snapshot_every: int = 10
+    """ppo: training iterations between frozen snapshots of the learner (league opponents)"""
+    symmetric: bool = False
+    """ppo: policy and value average the net over the board's symmetries (Connect Four: its
+    mirror image), so they are exactly symmetric; the exported agent plays the same way"""
 
     # --- budget ---
     minutes: float = 30.0
@@ -212,6 +231,16 @@ class TrainConfig:
             raise ValueError(
                 f"min_replay must be <= replay_size ({self.replay_size}), got {self.min_replay}"
             )
+        if self.algo != "ppo" and self.opening_plies:
+            raise ValueError(
+                f"opening_plies works with algo ppo only (alphazero explores by search noise), "
+                f"got opening_plies {self.opening_plies} with algo {self.algo}"
+            )
+        if self.algo != "ppo" and self.symmetric:
+            raise ValueError(
+                f"symmetric works with algo ppo only (alphazero trains on mirror images: "
+                f"augment), got symmetric true with algo {self.algo}"
+            )
         if self.league_gating == "sprt":
             if self.algo != "alphazero":
                 raise ValueError(
@@ -267,11 +296,23 @@ _INT_MIN: dict[str, int] = {
             "publish_every",
             "eval_games",
             "league_snapshots",
+            "mlp_layers",
+            "ppo_rollout",
+            "ppo_epochs",
+            "snapshot_every",
         ),
         1,
     ),
     **dict.fromkeys(
-        ("temperature_moves", "learner_threads", "max_steps", "seed", "play_simulations"), 0
+        (
+            "temperature_moves",
+            "learner_threads",
+            "max_steps",
+            "seed",
+            "play_simulations",
+            "opening_plies",
+        ),
+        0,
     ),
 }
 _FLOAT_POSITIVE = frozenset(

@@ -336,8 +336,12 @@ def sprt(
     only ``elo0`` stronger, ``beta`` the chance of rejecting one ``elo1`` stronger. The default
     ``elo1 = 35`` is about the 55 % score AlphaGo Zero gated new networks at.
     """
+    return _decide(sprt_llr(wins, draws, losses, elo0, elo1, method=method), alpha, beta)
+
+
+def _decide(llr: float, alpha: float, beta: float) -> SPRTDecision:
+    """The SPRT's decision for a log-likelihood ratio ``llr`` (see `sprt`)."""
     lower, upper = sprt_bounds(alpha, beta)
-    llr = sprt_llr(wins, draws, losses, elo0, elo1, method=method)
     if llr >= upper:
         return "accept"
     if llr <= lower:
@@ -612,7 +616,8 @@ class League:
         if candidate == incumbent:
             raise ValueError(f"candidate and incumbent are the same player {candidate!r}")
         w, d, l = self._results.record(candidate, incumbent)
-        decision = sprt(w, d, l, elo0, elo1, alpha, beta)
+        llr = sprt_llr(w, d, l, elo0, elo1)
+        decision = _decide(llr, alpha, beta)
         if decision != "continue":
             self._promotions.append(
                 {
@@ -622,7 +627,7 @@ class League:
                     "wins": w,
                     "draws": d,
                     "losses": l,
-                    "llr": sprt_llr(w, d, l, elo0, elo1),
+                    "llr": llr,
                     "elo0": elo0,
                     "elo1": elo1,
                 }

@@ -6,19 +6,21 @@ configuration enters `TrainConfig` beyond what `PPOSettings` names::
     PolicyValueRLModule      our `build_network(config)` as a TorchRLModule + ValueFunctionAPI;
                              the action mask is applied inside the module (by our net)
     register_envs()          "selfplay_<game>" -> RLlib's PettingZooEnv over `envs.aec_env(game)`
-                             (turn-based: only the agent to move gets an observation and acts)
+                             (turn-based: only the agent to move gets an observation and acts;
+                             optionally after a few random opening plies)
     EpisodeMapping           the policy_mapping_fn: per episode, the learner "main" takes a seat
-                             and the league picks the opponent; a pure function of the episode id
+                             and the opponent is drawn from a frozen copy of the league's
+                             distribution; a pure function of the episode id
     LeagueCallback           snapshots "main" every N iterations into a frozen module (never
-                             trained), keeps at most K, records the learner's results per opponent
-    SnapshotMix              the default league: latest self + uniform past frozen snapshots
+                             trained), drops what the league evicts, records results per opponent
+    SelfPlayLeague           the league: `selfplay.league.League` with the live learner as
+                             "latest" (past snapshots uniform, PFSP)
     train_ppo(...)           PPOConfig -> algo.train() loop for a time budget, checkpoints
                              (`save_to_path` + league.json), resume, final evaluation in our arena
 
-A league plugs in through the small `League` protocol (`sample_opponent(learner, rng) -> name`,
-`add_snapshot`, `record`, `snapshot_names`, `state_dict`/`load_state_dict`); the league object is
-pickled to the EnvRunners whenever it changes, so `sample_opponent` must be a pure function of
-the league's state and `rng` (the same episode must map the same way on every call).
+Another league plugs in through the small `BridgeLeague` protocol (`opponent_distribution`,
+`add_snapshot`, `record`, `snapshot_names`, `state_dict`/`load_state_dict`). The EnvRunners see
+only the distribution, copied into each new mapping (shipped whenever the league changes).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import math
 import shutil
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ from agents.networks import (
 )
 from agents.players import make_player
 from selfplay.arena import play_match
-from selfplay.league import pfsp_weights
+from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
 from selfplay.tracking import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ MASKED_LOGIT = -1e9
 Categorical survives for sampling but not for every loss term (a KL of two -inf logits is
 -inf - -inf = NaN); a large finite value gives the same probabilities (exp underflows to 0) and
 keeps every term finite, also for terminal observations whose mask is all zeros."""
+SYMMETRIES_KEY = "selfplay_symmetries"
+"""Key of the board symmetries ``[(cell_perm, action_perm), ...]`` the module averages over."""
 NETWORK_KEY = "selfplay_network"
 """Key of our network's config inside an RLModuleSpec's model_config."""
 LEAGUE_FILE = "league.json"
@@ -166,10 +169,39 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
             )
         self.network_config = network_config_from(model_config[NETWORK_KEY])
         self.net = build_network(self.network_config)
+        # the board symmetries to average over (see `_symmetric`); () = the net as it is
+        self.symmetries = [
+            (torch.as_tensor(cells), torch.as_tensor(np.argsort(actions)))
+            for cells, actions in model_config.get(SYMMETRIES_KEY, ())
+        ]
+
+    def _symmetric(
+        self, x: torch.Tensor, legal_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The net averaged over the board's symmetries: logits and value of every transformed
+        board, mapped back and averaged, so the policy and value are exactly symmetric."""
+        k, n = len(self.symmetries), x.shape[0]
+        flat = x.flatten(-2) if x.dim() == 4 else x  # planes (B, C, cells) or tokens (B, cells)
+        inputs = torch.cat([flat[..., cells] for cells, _ in self.symmetries]).reshape(
+            k * n, *x.shape[1:]
+        )
+        logits, value = self.net.forward_unchecked(
+            inputs, torch.ones(k * n, legal_mask.shape[1], dtype=torch.bool)
+        )
+        logits = torch.stack(
+            [logits[i * n : (i + 1) * n, back] for i, (_, back) in enumerate(self.symmetries)]
+        ).mean(0)  # (B, A)
+        return logits.masked_fill(~legal_mask, float("-inf")), value.reshape(k, n).mean(0)
+
+    def _net(self, x: torch.Tensor, legal_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.symmetries:
+            return self._symmetric(x, legal_mask)
+        return self.net.forward_unchecked(x, legal_mask)
 
     def _policy_value(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         x, legal_mask = observation_to_net_inputs(self.net, batch[Columns.OBS])
-        logits, value = self.net(x, legal_mask)  # (B, A) with -inf on illegal, (B,)
+        self.net.check_inputs(x, legal_mask)
+        logits, value = self._net(x, legal_mask)  # (B, A) with -inf on illegal, (B,)
         return logits.masked_fill(~legal_mask, MASKED_LOGIT), value
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -194,21 +226,30 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
         self.eval()
         try:
             x, legal_mask = observation_to_net_inputs(self.net, batch[Columns.OBS])
-            _, value = self.net.forward_unchecked(x, legal_mask)  # all-zero masks are fine
+            _, value = self._net(x, legal_mask)  # all-zero masks are fine
         finally:
             self.train(was_training)
         return value
 
 
-def module_spec(network: NetworkConfig, game: str, **game_options: Any) -> RLModuleSpec:
-    """The RLModuleSpec of ``network`` for ``game``'s spaces."""
+def module_spec(
+    network: NetworkConfig, game: str, *, symmetric: bool = False, **game_options: Any
+) -> RLModuleSpec:
+    """The RLModuleSpec of ``network`` for ``game``'s spaces; ``symmetric``: the module
+    averages the net over the game's board symmetries (`PolicyValueRLModule._symmetric`)."""
     view = envs.aec_env(game, **game_options)
     agent = view.possible_agents[0]
+    model_config: dict[str, Any] = {NETWORK_KEY: model_config_for(network)}
+    if symmetric:
+        model_config[SYMMETRIES_KEY] = [
+            (cells.tolist(), actions.tolist())
+            for cells, actions in envs.make(game, 1, **game_options).symmetries()
+        ]
     return RLModuleSpec(
         module_class=PolicyValueRLModule,
         observation_space=view.observation_space(agent),
         action_space=view.action_space(agent),
-        model_config={NETWORK_KEY: model_config_for(network)},
+        model_config=model_config,
     )
 
 
@@ -260,11 +301,37 @@ class MaskCheckedPettingZooEnv(PettingZooEnv):
     ``illegal_actions`` counts them out of ``checked_actions`` (for tests that prefer counting).
     """
 
-    def __init__(self, env: Any, *, strict: bool = True) -> None:
+    def __init__(self, env: Any, *, strict: bool = True, opening_plies: int = 0) -> None:
         super().__init__(env)
+        plies_ok = isinstance(opening_plies, int) and not isinstance(opening_plies, bool)
+        if not plies_ok or opening_plies < 0:
+            raise ValueError(f"opening_plies must be an integer >= 0, got {opening_plies!r}")
         self.strict = strict
+        self.opening_plies = opening_plies
         self.illegal_actions = 0
         self.checked_actions = 0
+        self._rng = np.random.default_rng()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A new game; with ``opening_plies`` k > 0 it starts after n uniformly random legal
+        plies, n drawn uniformly from 0..k (openings that already end the game are redrawn),
+        so self-play sees many positions instead of replaying its favourite lines."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        while True:
+            self.env.reset(seed=seed, options=options)
+            plies = int(self._rng.integers(self.opening_plies + 1)) if self.opening_plies else 0
+            for _ in range(plies):
+                legal = np.flatnonzero(self.env.observe(self.env.agent_selection)["action_mask"])
+                self.env.step(int(self._rng.choice(legal)))
+                if not self.env.agents or any(self.env.terminations.values()):
+                    break
+            else:
+                break  # the opening left a game to play
+        agent = self.env.agent_selection
+        return {agent: self.env.observe(agent)}, {}
 
     def step(self, action: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         agent = self.env.agent_selection
@@ -283,11 +350,13 @@ class MaskCheckedPettingZooEnv(PettingZooEnv):
 
 
 def make_env(env_config: Mapping[str, Any]) -> MaskCheckedPettingZooEnv:
-    """The env creator: ``{"game": name, "options": {...}, "strict": bool}``."""
+    """The env creator: ``{"game": name, "options": {...}, "strict": bool, "opening_plies": k}``."""
     game = env_config.get("game", "connect_four")
     options = dict(env_config.get("options", {}))
     return MaskCheckedPettingZooEnv(
-        envs.aec_env(game, **options), strict=bool(env_config.get("strict", True))
+        envs.aec_env(game, **options),
+        strict=bool(env_config.get("strict", True)),
+        opening_plies=env_config.get("opening_plies", 0),
     )
 
 
@@ -314,20 +383,19 @@ def register_envs(games: Iterable[str] | None = None) -> list[str]:
 
 
 @runtime_checkable
-class League(Protocol):
-    """What the bridge needs from a league (selfplay.league can implement this)."""
+class BridgeLeague(Protocol):
+    """What the bridge needs from a league (`SelfPlayLeague` is the one it ships)."""
 
-    def sample_opponent(self, learner: str, rng: np.random.Generator) -> str:
-        """The module id the learner meets in one episode (``learner`` itself = self-play).
-
-        Must depend only on the league's state and ``rng``: it runs on the EnvRunners, once
-        per agent of each episode, with an ``rng`` seeded from the episode id.
-        """
+    def opponent_distribution(self, learner: str) -> tuple[list[str], np.ndarray]:
+        """``(module ids, probabilities)`` of the learner's opponent in one episode (the
+        learner's own id = self-play against the live module). The EnvRunners draw from a
+        frozen copy of it per episode (see `EpisodeMapping`)."""
         ...
 
-    def add_snapshot(self, name: str, weights: Mapping[str, Any]) -> list[str]:
-        """Take a frozen snapshot of the learner (``weights``: its module state); returns the
-        names of the snapshots to drop (the bridge removes their modules)."""
+    def add_snapshot(self, name: str, weights: Mapping[str, Any], step: int) -> list[str]:
+        """Take a frozen snapshot of the learner (``weights``: its module state, taken at
+        training iteration ``step``); returns the names of the snapshots to drop (the bridge
+        removes their modules)."""
         ...
 
     def record(self, learner: str, opponent: str, outcome: int) -> None:
@@ -339,90 +407,93 @@ class League(Protocol):
         ...
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able state (what league.json holds)."""
+        """JSON-able state (what league.json holds; the weights are in RLlib's checkpoint)."""
         ...
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
-
-
-class SnapshotMix:
-    """The default league: "latest self" with probability ``self_play``, PFSP over the frozen
-    snapshots with probability ``pfsp`` (weighted by how hard each is, from the recorded
-    results), else a uniformly chosen past snapshot; at most ``max_snapshots`` kept (oldest
-    dropped first). It keeps names and results only: the weights live in RLlib modules."""
-
-    def __init__(
-        self,
-        max_snapshots: int = 5,
-        self_play: float = 0.5,
-        pfsp: float = 0.0,
-        pfsp_weighting: str = "hard",
+    def load_state_dict(
+        self, state: Mapping[str, Any], weights: Mapping[str, Mapping[str, Any]]
     ) -> None:
-        if max_snapshots < 1:
-            raise ValueError(f"max_snapshots must be an integer >= 1, got {max_snapshots!r}")
-        if not (0.0 <= self_play <= 1.0 and 0.0 <= pfsp <= 1.0 - self_play + 1e-9):
-            raise ValueError(
-                f"self_play and pfsp must be shares in [0, 1] summing to at most 1, got "
-                f"self_play={self_play!r}, pfsp={pfsp!r}"
-            )
-        self.max_snapshots = max_snapshots
-        self.self_play = self_play
-        self.pfsp = pfsp
-        self.pfsp_weighting = pfsp_weighting
-        self.snapshots: list[str] = []
-        # opponent -> [wins, draws, losses] of the learner
-        self.results: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        """Restore what `state_dict` gave, with the snapshots' weights by name."""
+        ...
 
-    def sample_opponent(self, learner: str, rng: np.random.Generator) -> str:
-        u = rng.random()
-        if not self.snapshots or u < self.self_play:
-            return learner
-        if u < self.self_play + self.pfsp:
-            wins_draws_losses = np.array([self.results.get(n, [0, 0, 0]) for n in self.snapshots])
-            wins, draws, losses = wins_draws_losses.T
-            p = (wins + 0.5 * draws + 1.0) / (wins + draws + losses + 2.0)  # Beta(1, 1) prior
-            weights = pfsp_weights(p, self.pfsp_weighting)
-            return self.snapshots[int(rng.choice(len(self.snapshots), p=weights))]
-        return self.snapshots[int(rng.integers(len(self.snapshots)))]
 
-    def add_snapshot(self, name: str, weights: Mapping[str, Any]) -> list[str]:
-        # The weights live in the RLlib module of the same name; this league keeps only names.
-        self.snapshots.append(name)
-        evicted = self.snapshots[: -self.max_snapshots]
-        self.snapshots = self.snapshots[-self.max_snapshots :]
-        return evicted
+class SelfPlayLeague:
+    """The bridge's league: `selfplay.league.League` (immutable snapshots, payoff table, PFSP)
+    with RLlib's live learner module as "latest".
 
-    def record(self, learner: str, opponent: str, outcome: int) -> None:
-        self.results[opponent][1 - int(np.sign(outcome))] += 1  # +1 -> 0, 0 -> 1, -1 -> 2
+    ``config`` reads as for the AlphaZero engine: ``latest`` is the share of episodes against
+    the learner itself, ``past`` uniform over the frozen snapshots before the newest (the newest
+    one is close to the live learner), ``pfsp`` weighted over all of them. The snapshots'
+    weights are kept here too (the RLlib modules of the same names play them).
+    """
 
-    def snapshot_names(self) -> list[str]:
-        return list(self.snapshots)
+    def __init__(self, config: LeagueConfig | None = None) -> None:
+        self.config = config if config is not None else LeagueConfig(latest=0.5, past=0.5)
+        self.league = League(self._frozen_config(self.config))
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "max_snapshots": self.max_snapshots,
-            "self_play": self.self_play,
-            "pfsp": self.pfsp,
-            "pfsp_weighting": self.pfsp_weighting,
-            "snapshots": list(self.snapshots),
-            "results": {k: list(v) for k, v in self.results.items()},
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.max_snapshots = int(state["max_snapshots"])
-        self.self_play = float(state["self_play"])
-        self.pfsp = float(state.get("pfsp", 0.0))
-        self.pfsp_weighting = str(state.get("pfsp_weighting", "hard"))
-        self.snapshots = list(state["snapshots"])
-        self.results = defaultdict(
-            lambda: [0, 0, 0], {k: list(v) for k, v in state["results"].items()}
+    @staticmethod
+    def _frozen_config(config: LeagueConfig) -> LeagueConfig:
+        # the frozen part of the mix, renormalised; "latest" goes to the live module instead
+        rest = config.past + config.pfsp
+        if rest <= 0:
+            return dataclasses.replace(config, latest=0.0, past=1.0, pfsp=0.0)
+        return dataclasses.replace(
+            config, latest=0.0, past=config.past / rest, pfsp=1.0 - config.past / rest
         )
 
-    def __getstate__(self) -> dict[str, Any]:
-        return self.state_dict()  # the defaultdict's lambda does not pickle
+    def opponent_distribution(self, learner: str) -> tuple[list[str], np.ndarray]:
+        share = self.config.latest
+        if not len(self.league) or share >= 1.0:
+            return [learner], np.ones(1)
+        names, probs = self.league.opponent_distribution(learner)
+        return [learner, *names], np.concatenate([[share], (1.0 - share) * probs])
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.load_state_dict(state)
+    def add_snapshot(self, name: str, weights: Mapping[str, Any], step: int) -> list[str]:
+        before = self.league.names
+        tensors = {key: torch.as_tensor(np.asarray(value)) for key, value in weights.items()}
+        self.league.add_snapshot(name, tensors, step=step)
+        return [old for old in before if old not in self.league]
+
+    def record(self, learner: str, opponent: str, outcome: int) -> None:
+        if opponent == learner:
+            return  # self-play: no entry in a payoff table (the callback still counts it)
+        wins, draws, losses = float(outcome > 0), float(outcome == 0), float(outcome < 0)
+        self.league.record(learner, opponent, wins, draws, losses)
+
+    def snapshot_names(self) -> list[str]:
+        return self.league.names
+
+    def state_dict(self) -> dict[str, Any]:
+        meta, _ = self.league.state_dict()  # the frozen part's config: ours instead
+        return {**meta, "config": dataclasses.asdict(self.config)}
+
+    def load_state_dict(
+        self, state: Mapping[str, Any], weights: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """What was played (snapshots, payoff, gating) comes back; the settings stay this
+        league's own, as a resume may change them (the AlphaZero engine does the same).
+
+        Also reads the league.json of runs saved before this class (names and
+        ``{opponent: [wins, draws, losses]}`` of the learner, no version)."""
+        if "version" not in state:
+            self.league = League(self._frozen_config(self.config))
+            for step, name in enumerate(state["snapshots"]):
+                self.add_snapshot(name, weights[name], step=step)
+            for opponent, (wins, draws, losses) in state.get("results", {}).items():
+                if opponent != LEARNER:
+                    self.league.record(LEARNER, opponent, wins, draws, losses)
+            return
+        meta = dict(state)
+        meta["config"] = dataclasses.asdict(self._frozen_config(self.config))
+        tensors = {
+            f"{LEAGUE_PREFIX}{entry['name']}/{param}": torch.as_tensor(np.asarray(value))
+            for entry in meta["snapshots"]
+            for param, value in weights[entry["name"]].items()
+        }
+        meta["snapshots"] = [
+            {**entry, "params": list(weights[entry["name"]])} for entry in meta["snapshots"]
+        ]
+        self.league = League.from_state_dict(meta, tensors)
 
 
 def _episode_key(episode_id: str) -> int:
@@ -433,15 +504,29 @@ def _episode_key(episode_id: str) -> int:
 class EpisodeMapping:
     """The policy_mapping_fn: agent -> module id, a pure function of the episode id.
 
-    Per episode the learner takes seat ``0`` or ``1`` and the league picks the opponent, both
-    from an rng seeded by (seed, episode id), so both agents of an episode (and any repeated
-    call) get one consistent assignment, and the mix can change only between episodes.
+    It holds a frozen copy of the league's opponent distribution (``names``, ``probs``). Per
+    episode the learner takes seat ``0`` or ``1`` and the opponent is drawn from that
+    distribution, both from an rng seeded by (seed, episode id), so both agents of an episode
+    (and any repeated call) get one consistent assignment, and a league that moves on (a new
+    snapshot, new results) changes the draw only through a new mapping, between episodes.
     """
 
     def __init__(
-        self, league: Any, agents: tuple[str, ...], learner: str = LEARNER, seed: int = 0
+        self,
+        distribution: tuple[list[str], np.ndarray],
+        agents: tuple[str, ...],
+        learner: str = LEARNER,
+        seed: int = 0,
     ) -> None:
-        self.league = league
+        names, probs = distribution
+        self.names = tuple(names)
+        self.probs = np.array(probs, dtype=np.float64)  # a copy: nothing can change it later
+        if len(self.names) != len(self.probs) or not len(self.names):
+            raise ValueError(
+                f"an opponent distribution needs one probability per name, got {len(self.names)} "
+                f"names and {len(self.probs)} probabilities"
+            )
+        self.probs /= self.probs.sum()
         self.agents = agents
         self.learner = learner
         self.seed = seed
@@ -450,7 +535,7 @@ class EpisodeMapping:
         """(the learner's seat, the opponent's module id) for this episode."""
         rng = np.random.default_rng([self.seed, _episode_key(episode_id)])
         seat = int(rng.integers(len(self.agents)))
-        return seat, self.league.sample_opponent(self.learner, rng)
+        return seat, self.names[int(rng.choice(len(self.names), p=self.probs))]
 
     def __call__(self, agent_id: str, episode: Any, **kwargs: Any) -> str:
         seat, opponent = self.assignment(episode.id_)
@@ -489,7 +574,7 @@ class LeagueCallback(RLlibCallback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.league: League = SnapshotMix()
+        self.league: BridgeLeague = SelfPlayLeague()
         self.agents: tuple[str, ...] = ()
         # driver: episode id -> the opponents reported for it (one, if swaps wait for ends)
         self.assignments: dict[str, set[str]] = {}
@@ -613,7 +698,10 @@ def push_mapping(algo: Algorithm, callback: LeagueCallback) -> EpisodeMapping:
     Episodes already running keep the mapping they started with (RLlib binds the function
     to an episode when it is created), so opponents change only between episodes.
     """
-    mapping = EpisodeMapping(callback.league, callback.agents, LEARNER, callback.settings.seed)
+    mapping = EpisodeMapping(
+        callback.league.opponent_distribution(LEARNER), callback.agents, LEARNER,
+        callback.settings.seed,
+    )  # fmt: skip
 
     def install(env_runner: Any) -> None:
         env_runner.config.multi_agent(policy_mapping_fn=mapping)  # EnvRunner configs are unfrozen
@@ -635,7 +723,7 @@ def add_snapshot(algo: Algorithm, callback: LeagueCallback, name: str | None = N
     """Freeze a copy of "main" as a new module (never trained); drop what the league evicts."""
     name = name or f"{LEARNER}_it{algo.iteration:05d}"
     weights = module_state(algo, LEARNER)
-    evicted = callback.league.add_snapshot(name, weights)
+    evicted = callback.league.add_snapshot(name, weights, step=algo.iteration)
     _add_module(algo, name, weights)
     for old in evicted:
         if old in algo.config.policies:
@@ -695,6 +783,10 @@ class PPOSettings:
     """GAE lambda"""
     entropy_coeff: float = 0.01
     """entropy bonus"""
+    opening_plies: int = 0
+    """self-play games start after 0..k uniformly random plies (0: from the empty board)"""
+    symmetric: bool = False
+    """the module averages the net over the board's symmetries (an exactly symmetric policy)"""
     num_env_runners: int = 1
     """EnvRunner actors (0 samples in the driver process)"""
     num_envs_per_env_runner: int = 8
@@ -704,15 +796,32 @@ class PPOSettings:
     max_snapshots: int = 5
     """frozen snapshots kept (oldest dropped first)"""
     self_play: float = 0.5
-    """share of episodes against the latest self; the rest go to past snapshots"""
+    """share of episodes against the live learner; the rest go to frozen snapshots"""
+    pfsp: float = 0.0
+    """share of episodes against snapshots drawn by PFSP weights (the rest of the frozen share
+    is uniform over the snapshots before the newest)"""
+    pfsp_weighting: str = "hard"
+    """PFSP weighting: hard, variance or linear (see `selfplay.league.pfsp_weights`)"""
     checkpoint_every_minutes: float = 5.0
     """minutes between checkpoints (one more at the end)"""
     eval_opponents: tuple[str, ...] = ("random", "alphabeta:2")
     """player specs to evaluate against at the end (alphabeta needs connect_four)"""
     eval_games: int = 20
     """games per evaluation opponent (seats alternated)"""
+    eval_every_minutes: float = 0.0
+    """minutes between evaluations during training (0: only at the end)"""
     seed: int = 0
     """seed of RLlib (torch, env runners) and of the episode mapping"""
+
+    def league_config(self) -> LeagueConfig:
+        """The `SelfPlayLeague` config these settings describe."""
+        return LeagueConfig(
+            latest=self.self_play,
+            past=max(0.0, 1.0 - self.self_play - self.pfsp),
+            pfsp=self.pfsp,
+            pfsp_weighting=self.pfsp_weighting,
+            max_snapshots=self.max_snapshots,
+        )
 
 
 def build_ppo(
@@ -720,24 +829,29 @@ def build_ppo(
     network: NetworkConfig,
     settings: PPOSettings = PPOSettings(),
     *,
-    league: League | None = None,
+    league: BridgeLeague | None = None,
     game_options: Mapping[str, Any] | None = None,
 ) -> Algorithm:
     """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping."""
     register_envs([game])
     options = dict(game_options or {})
-    spec = module_spec(network, game, **options)
+    spec = module_spec(network, game, symmetric=settings.symmetric, **options)
     agents = tuple(envs.aec_env(game, **options).possible_agents)
     league_settings = LeagueSettings(snapshot_every=settings.snapshot_every, seed=settings.seed)
-    league = (
-        league if league is not None else SnapshotMix(settings.max_snapshots, settings.self_play)
+    league = league if league is not None else SelfPlayLeague(settings.league_config())
+    initial_mapping = EpisodeMapping(
+        league.opponent_distribution(LEARNER), agents, LEARNER, settings.seed
     )
-    initial_mapping = EpisodeMapping(league, agents, LEARNER, settings.seed)
     config = (
         PPOConfig()
         .environment(
             ENV_PREFIX + game,
-            env_config={"game": game, "options": options, "strict": True},
+            env_config={
+                "game": game,
+                "options": options,
+                "strict": True,
+                "opening_plies": settings.opening_plies,
+            },
             # RLlib's env checker steps with action_space.sample(), which ignores the mask
             # and so trips our illegal-action check.
             disable_env_checking=True,
@@ -819,10 +933,13 @@ def restore(algo: Algorithm, run_dir: str | Path) -> dict[str, Any]:
         if name not in algo.config.policies:
             _add_module(algo, name, weights=None)
     algo.restore_from_path(str(run_dir / CHECKPOINT_DIR))
-    # what was played (snapshots, results) comes back; the settings are this run's, as a
-    # resume may change them (the AlphaZero engine does the same)
-    played = {k: v for k, v in state["league"].items() if k in ("snapshots", "results")}
-    callback.league.load_state_dict({**callback.league.state_dict(), **played})
+    # what was played (snapshots, results) comes back, with the weights RLlib restored; the
+    # settings are this run's, as a resume may change them (the AlphaZero engine does the same)
+    weights = {name: module_state(algo, name) for name in state["snapshots"]}
+    callback.league.load_state_dict(state["league"], weights)
+    for name in state["snapshots"]:  # what a smaller league of this run no longer keeps
+        if name not in callback.league.snapshot_names():
+            algo.remove_module(name)
     callback.results = {k: list(v) for k, v in state.get("results", {}).items()}
     callback.total_episodes = sum(sum(row) for row in callback.results.values())
     set_env_runner_weights(algo, algo.learner_group.get_weights())
@@ -871,31 +988,50 @@ def _cfg_value(cfg_like: Any, key: str, default: Any) -> Any:
     return getattr(cfg_like, key, default)
 
 
+_CFG_OVERRIDES = ("lr", "seed", "eval_games", "checkpoint_every_minutes")
+
+
 def _from_cfg(cfg_like: Any) -> tuple[str, NetworkConfig, dict[str, Any]]:
-    """(game, network config, PPOSettings overrides) from a TrainConfig or a plain mapping."""
+    """(game, network config, PPOSettings overrides) from a TrainConfig or a plain mapping of
+    TrainConfig fields (those a mapping leaves out take TrainConfig's defaults)."""
+    from selfplay.alphazero import network_config
+    from selfplay.config import FIELD_NAMES, TrainConfig
 
-    def get(key: str, default: Any) -> Any:
-        return _cfg_value(cfg_like, key, default)
+    if isinstance(cfg_like, TrainConfig):
+        cfg, given = cfg_like, set(FIELD_NAMES)
+    else:
+        given = {key for key in cfg_like if key in FIELD_NAMES}
+        cfg = TrainConfig(**{key: cfg_like[key] for key in given})
+    overrides = {key: getattr(cfg, key) for key in _CFG_OVERRIDES if key in given}
+    if "eval_opponents" in given and cfg.eval_opponents.strip():
+        overrides["eval_opponents"] = tuple(s.strip() for s in cfg.eval_opponents.split(","))
+    return cfg.game, network_config(cfg), overrides
 
-    game = get("game", "connect_four")
-    net = get("net", "convnet")
-    sizes: dict[str, Any] = {}
-    if net == "convnet":
-        sizes = {"channels": get("channels", 64), "blocks": get("blocks", 4)}
-    elif net == "transformer":
-        sizes = {"width": get("width", 128), "heads": get("heads", 4), "depth": get("depth", 4)}
-    elif net == "mlp":
-        hidden = get("hidden", 128)
-        sizes = {"hidden": tuple(hidden) if isinstance(hidden, (list, tuple)) else (hidden, hidden)}
-    overrides = {}
-    for key in ("lr", "seed", "eval_games", "checkpoint_every_minutes"):
-        value = get(key, None)
-        if value is not None:
-            overrides[key] = value
-    specs = get("eval_opponents", None)
-    if isinstance(specs, str) and specs.strip():
-        overrides["eval_opponents"] = tuple(s.strip() for s in specs.split(","))
-    return game, network_config_for_game(game, net, **sizes), overrides
+
+def ppo_settings(cfg: Any) -> PPOSettings:
+    """The `PPOSettings` of a `TrainConfig` (``selfplay train --algo ppo``): workers are the
+    EnvRunners, games_per_worker the games each steps at once, batch_size the minibatch."""
+    from selfplay.config import parse_league_mix
+
+    mix = parse_league_mix(cfg.league_mix)
+    _, _, overrides = _from_cfg(cfg)
+    return PPOSettings(
+        train_batch_size=cfg.ppo_rollout,
+        minibatch_size=cfg.batch_size,
+        num_epochs=cfg.ppo_epochs,
+        entropy_coeff=cfg.entropy_coeff,
+        opening_plies=cfg.opening_plies,
+        symmetric=cfg.symmetric,
+        num_env_runners=cfg.workers,
+        num_envs_per_env_runner=cfg.games_per_worker,
+        snapshot_every=cfg.snapshot_every,
+        eval_every_minutes=cfg.eval_every_minutes,
+        max_snapshots=cfg.league_snapshots,
+        self_play=mix["latest"],
+        pfsp=mix["pfsp"],
+        pfsp_weighting=cfg.league_pfsp_weighting,
+        **overrides,
+    )
 
 
 def train_ppo(
@@ -905,13 +1041,17 @@ def train_ppo(
     *,
     settings: PPOSettings | None = None,
     resume: bool = False,
-    league: League | None = None,
+    league: BridgeLeague | None = None,
     max_iterations: int | None = None,
     evaluate_at_end: bool = True,
     on_iteration: Callable[[int, dict[str, Any]], None] | None = None,
+    on_save: Callable[[Algorithm], None] | None = None,
+    on_evaluation: Callable[[int, dict[str, dict[str, float]]], None] | None = None,
 ) -> dict[str, Any]:
     """PPO self-play through RLlib for ``minutes`` (or ``max_iterations``), checkpointed in
-    ``run_dir``; ``resume=True`` continues from the checkpoint there.
+    ``run_dir``; ``resume=True`` continues from the checkpoint there. Every
+    ``settings.eval_every_minutes`` (and at the end) the learner plays the evaluation
+    opponents; ``on_evaluation(iteration, report)`` hears each report.
 
     ``cfg_like``: a TrainConfig or a mapping with ``game``, ``net`` and the net's sizes
     (``lr``, ``seed``, ``eval_games``, ``eval_opponents`` are taken too when present);
@@ -936,12 +1076,35 @@ def train_ppo(
     if not ray.is_initialized():
         address = _cfg_value(cfg_like, "ray_address", "") or None
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    if settings.num_env_runners > cpus:
+        raise ValueError(
+            f"{settings.num_env_runners} EnvRunners (workers) need one CPU each, the Ray cluster "
+            f"has {cpus:g}: lower --workers or join a bigger cluster (--ray-address)"
+        )
     algo = build_ppo(game, network, settings, league=league)
     try:
         if resume:
             restore(algo, run_dir)
+
+        def checkpoint() -> Path:
+            saved = save(algo, run_dir)
+            if on_save is not None:
+                on_save(algo)
+            return saved
+
+        def evaluation_now() -> dict[str, dict[str, float]]:
+            report = evaluate(
+                algo, game, settings.eval_opponents, settings.eval_games, seed=settings.seed
+            )
+            if on_evaluation is not None:
+                on_evaluation(algo.iteration, report)
+            return report
+
         deadline = time.monotonic() + 60.0 * minutes
         next_checkpoint = time.monotonic() + 60.0 * settings.checkpoint_every_minutes
+        every = settings.eval_every_minutes
+        next_evaluation = time.monotonic() + 60.0 * every if every > 0 else math.inf
         start_iteration = algo.iteration
         result: dict[str, Any] = {}
         try:
@@ -952,23 +1115,24 @@ def train_ppo(
                 result = algo.train()
                 if on_iteration is not None:
                     on_iteration(algo.iteration, result)
+                if settings.eval_opponents and time.monotonic() >= next_evaluation:
+                    evaluation_now()
+                    next_evaluation = time.monotonic() + 60.0 * every
                 if time.monotonic() >= next_checkpoint:
-                    save(algo, run_dir)
+                    checkpoint()
                     next_checkpoint = time.monotonic() + 60.0 * settings.checkpoint_every_minutes
         except KeyboardInterrupt:
-            save(algo, run_dir)  # Ctrl-C: keep what was learned, then stop as asked
+            checkpoint()  # Ctrl-C: keep what was learned, then stop as asked
             raise
-        checkpoint = save(algo, run_dir)
-        evaluation = (
-            evaluate(algo, game, settings.eval_opponents, settings.eval_games, seed=settings.seed)
-            if evaluate_at_end and settings.eval_opponents
-            else {}
-        )
-        if evaluation:
-            save(algo, run_dir, extra={"evaluation": evaluation})
+        path = checkpoint()
+        evaluation = evaluation_now() if evaluate_at_end and settings.eval_opponents else {}
+        if evaluation:  # beside the checkpoint just written (the weights have not moved)
+            league_file = run_dir / LEAGUE_FILE
+            state = json.loads(league_file.read_text(encoding="utf-8"))
+            write_json_atomic(league_file, {**state, "evaluation": evaluation}, default=str)
         return {
             "run_dir": str(run_dir),
-            "checkpoint": str(checkpoint),
+            "checkpoint": str(path),
             "iterations": algo.iteration,
             "iterations_this_run": algo.iteration - start_iteration,
             "league": driver_callback(algo).summary(),
@@ -984,45 +1148,32 @@ def train_ppo(
         algo.stop()
 
 
-def export_policy(run_dir: str | Path, cfg: Any) -> Path:
-    """Write the learner's net from the RLlib checkpoint in ``run_dir`` as a selfplay
-    checkpoint (``run_dir/checkpoint.pt``), so ``load_player``, ``selfplay play``, arena and
-    eval use PPO runs like AlphaZero runs."""
+def export_policy(algo: Algorithm, run_dir: str | Path, cfg: Any) -> Path:
+    """Write the learner's net as a selfplay checkpoint (``run_dir/checkpoint.pt``), so
+    ``load_player``, ``selfplay play``, arena and eval use PPO runs like AlphaZero runs.
+    `train` calls it at every checkpoint, so a killed run has one too."""
     from selfplay.checkpoint import checkpoint_path, save_checkpoint
     from selfplay.config import to_dict
 
-    game, network, _ = _from_cfg(cfg)
-    algo = build_ppo(game, network, PPOSettings(num_env_runners=0))
-    try:
-        restore(algo, run_dir)
-        net = learner_module(algo).net
-        return save_checkpoint(
-            checkpoint_path(run_dir),
-            model=net.state_dict(),
-            optimizer={},
-            counters={"iterations": algo.iteration},
-            config=to_dict(cfg),
-        )
-    finally:
-        algo.stop()
+    net = learner_module(algo).net
+    return save_checkpoint(
+        checkpoint_path(run_dir),
+        model=net.state_dict(),
+        optimizer={},
+        counters={"iterations": algo.iteration},
+        config=to_dict(cfg),
+    )
 
 
 def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
     """``selfplay train --algo ppo``: PPO self-play through RLlib with the run's league mix,
     tracked like the AlphaZero engine (W&B + metrics.jsonl: ``learner/``, ``league/``,
     ``eval/``) and rated at the end against the evaluation opponents (Elo, random = 0)."""
-    from selfplay.config import parse_league_mix, to_dict
+    from selfplay.config import to_dict
     from selfplay.ratings import MatchResults, fit_elo
     from selfplay.tracking import Tracker
 
     run_dir = Path(run_dir)
-    mix = parse_league_mix(cfg.league_mix)
-    league = SnapshotMix(
-        max_snapshots=cfg.league_snapshots,
-        self_play=mix["latest"],
-        pfsp=mix["pfsp"],
-        pfsp_weighting=cfg.league_pfsp_weighting,
-    )
     state_file = run_dir / "ppo_run.json"
     state = json.loads(state_file.read_text()) if resume and state_file.exists() else {}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -1031,13 +1182,9 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
         run_name=run_dir.name, resume_id=state.get("wandb_run_id"),
     )  # fmt: skip
     # what `selfplay train --resume` needs: the config and the W&B run to continue
-    state_file.write_text(json.dumps({"wandb_run_id": tracker.run_id, "config": to_dict(cfg)}))
-    settings = PPOSettings(
-        max_snapshots=cfg.league_snapshots,
-        self_play=mix["latest"],
-        eval_games=cfg.eval_games,
-        checkpoint_every_minutes=cfg.checkpoint_every_minutes,
-    )
+    write_json_atomic(state_file, {"wandb_run_id": tracker.run_id, "config": to_dict(cfg)})
+
+    last = {"time": time.monotonic(), "steps": None}
 
     def log(iteration: int, result: dict[str, Any]) -> None:
         learner = result.get("learners", {}).get(LEARNER, {})
@@ -1053,30 +1200,43 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
         for opponent, row in result.get("league", {}).get("opponents", {}).items():
             metrics[f"league/win_rate_vs_{opponent}"] = row["win_rate"]
             metrics[f"league/score_vs_{opponent}"] = row["score"]
+        steps, now = metrics.get("selfplay/num_env_steps_sampled_lifetime"), time.monotonic()
+        if steps is not None and last["steps"] is not None and now > last["time"]:
+            metrics["selfplay/env_steps_per_s"] = (steps - last["steps"]) / (now - last["time"])
+        last.update(time=now, steps=steps)
         metrics["learner/iteration"] = float(iteration)
         tracker.log(metrics, step=iteration)
 
-    try:
-        summary = train_ppo(
-            cfg, cfg.minutes, run_dir, settings=settings, resume=resume, league=league,
-            on_iteration=log,
-        )  # fmt: skip
-        export_policy(run_dir, cfg)
+    def evaluation_metrics(report: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
         results = MatchResults()
         metrics: dict[str, float] = {}
-        for spec, row in summary["evaluation"].items():
+        for spec, row in report.items():
             results.add(LEARNER, spec, row["wins"], row["draws"], row["losses"])
             label = spec.replace(":", "")
             metrics[f"eval/score_vs_{label}"] = row["score"]
             metrics[f"eval/win_rate_vs_{label}"] = row["wins"] / row["games"]
-        if "random" in summary["evaluation"]:
+        if "random" in report:
             rating = fit_elo(results, anchor="random")[LEARNER]
             metrics["eval/elo"] = rating.rating
             metrics["eval/elo_ci"] = (rating.ci_high - rating.ci_low) / 2
-        if metrics:
-            tracker.log(metrics, step=summary["iterations"])
-        tracker.log_summary({"iterations": summary["iterations"], **metrics})
-        summary["metrics"] = metrics
+        return metrics
+
+    final: dict[str, float] = {}
+
+    def log_evaluation(iteration: int, report: Mapping[str, Mapping[str, float]]) -> None:
+        final.clear()
+        final.update(evaluation_metrics(report))
+        if final:
+            tracker.log(final, step=iteration)
+
+    try:
+        summary = train_ppo(
+            cfg, cfg.minutes, run_dir, settings=ppo_settings(cfg), resume=resume,
+            on_iteration=log, on_save=lambda algo: export_policy(algo, run_dir, cfg),
+            on_evaluation=log_evaluation,
+        )  # fmt: skip
+        tracker.log_summary({"iterations": summary["iterations"], **final})
+        summary["metrics"] = dict(final)
         return summary
     finally:
         tracker.finish()
@@ -1089,20 +1249,21 @@ __all__ = [
     "LEARNER",
     "MASKED_LOGIT",
     "NETWORK_KEY",
+    "BridgeLeague",
     "EpisodeMapping",
     "IllegalActionError",
-    "League",
     "LeagueCallback",
     "LeagueSettings",
     "MaskCheckedPettingZooEnv",
     "PPOSettings",
     "PolicyValueRLModule",
     "RLModulePlayer",
-    "SnapshotMix",
+    "SelfPlayLeague",
     "add_snapshot",
     "build_ppo",
     "driver_callback",
     "evaluate",
+    "export_policy",
     "greedy_actions",
     "learner_module",
     "make_env",
@@ -1111,6 +1272,7 @@ __all__ = [
     "module_state",
     "network_config_for_game",
     "network_config_from",
+    "ppo_settings",
     "push_mapping",
     "register_envs",
     "restore",

@@ -271,9 +271,14 @@ class EloHistory:
     """"checkpoint" (steps are learner steps) or "metrics.jsonl" (steps as logged there)."""
 
 
-def load_elo_history(path: str | os.PathLike[str], name: str | None = None) -> EloHistory | None:
-    """A run's Elo over training from its checkpoint's ratings history, else from the
-    ``eval/elo`` lines of its ``metrics.jsonl``; None when neither has any."""
+def load_elo_history(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    ratings: Mapping[str, Any] | None = None,
+) -> EloHistory | None:
+    """A run's Elo over training from its checkpoint's ratings history (``ratings`` when the
+    caller already loaded them), else from the ``eval/elo`` lines of its ``metrics.jsonl``;
+    None when neither has any."""
     from selfplay.checkpoint import CheckpointError, find_checkpoint, load_checkpoint
 
     path = Path(path)
@@ -282,8 +287,9 @@ def load_elo_history(path: str | os.PathLike[str], name: str | None = None) -> E
     rows: list[Mapping[str, Any]] = []
     source = "checkpoint"
     try:
-        ratings = load_checkpoint(find_checkpoint(path)).ratings or {}
-        rows = [e for e in ratings.get("history", []) if "eval/elo" in e and "step" in e]
+        if ratings is None:
+            ratings = load_checkpoint(find_checkpoint(path)).ratings
+        rows = [e for e in (ratings or {}).get("history", []) if "eval/elo" in e and "step" in e]
     except CheckpointError:
         rows = []
     if not rows:
@@ -470,27 +476,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _log_to_wandb(
-    tracker: Any, result: TournamentResult, images: Mapping[str, Path], mode: str
-) -> None:
+def _log_to_wandb(tracker: Any, result: TournamentResult, images: Mapping[str, Path]) -> None:
     """Images and the Elo table to W&B; the ratings as numbers to W&B and metrics.jsonl."""
-    if mode != "disabled":
+    if tracker.wandb_enabled:
         import wandb
 
-        # Media cannot go through Tracker.log (it also writes metrics.jsonl, which holds JSON
-        # only), so they go to the run the tracker started.
-        run = wandb.run
-        if run is not None:
-            columns = ["rank", "player", "elo", "ci_low", "ci_high", "games", "score"]
-            rows = [
-                [k + 1, p.player, p.rating, p.ci_low, p.ci_high, p.games, p.score]
-                for k, p in enumerate(result.ratings.players)
-            ]
-            media: dict[str, Any] = {
-                f"tournament/{key}": wandb.Image(str(image)) for key, image in images.items()
-            }
-            media["tournament/elo_table"] = wandb.Table(columns=columns, data=rows)
-            run.log(media, step=0)
+        columns = ["rank", "player", "elo", "ci_low", "ci_high", "games", "score"]
+        rows = [
+            [k + 1, p.player, p.rating, p.ci_low, p.ci_high, p.games, p.score]
+            for k, p in enumerate(result.ratings.players)
+        ]
+        media: dict[str, Any] = {
+            f"tournament/{key}": wandb.Image(str(image)) for key, image in images.items()
+        }
+        media["tournament/elo_table"] = wandb.Table(columns=columns, data=rows)
+        tracker.log_media(media, step=0)
     numbers = {f"tournament/elo/{p.player}": p.rating for p in result.ratings.players}
     tracker.log(numbers, step=0)
     tracker.log_summary({**numbers, "tournament/games_per_pair": result.games_per_pair})
@@ -558,7 +558,7 @@ def main(args: argparse.Namespace) -> int:
     histories = [
         h
         for path, agent in zip(paths, agents, strict=True)
-        if (h := load_elo_history(path, agent.name)) is not None
+        if (h := load_elo_history(path, agent.name, agent.ratings or {})) is not None
     ]
     payoff = plot_payoff(result, out / PAYOFF_FILE)
     elo_plot = plot_elo_over_training(
@@ -588,9 +588,7 @@ def main(args: argparse.Namespace) -> int:
     }
     run_name = f"eval-{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with Tracker(out / TRACKING_DIR, config, mode=args.wandb, run_name=run_name) as tracker:
-        _log_to_wandb(
-            tracker, result, {"payoff": payoff, "elo_over_training": elo_plot}, args.wandb
-        )
+        _log_to_wandb(tracker, result, {"payoff": payoff, "elo_over_training": elo_plot})
     print(
         f"wrote {out / TOURNAMENT_FILE}, {payoff}, {elo_plot}; tracking in {out / TRACKING_DIR} "
         f"({result.seconds:.1f} s of games)"

@@ -157,6 +157,20 @@ class Tracker:
             if self._wandb_run is not None:
                 self._wandb_run.log(dict(metrics), step=step)
 
+    def log_media(self, media: Mapping[str, Any], step: int) -> None:
+        """W&B objects (``wandb.Image``, ``wandb.Table``) at ``step``, to this tracker's run
+        only: metrics.jsonl holds JSON numbers, so media skip it. Nothing when W&B is off."""
+        with self._lock:
+            if self._finished:
+                raise RuntimeError("Tracker.log_media called after finish()")
+            if self._wandb_run is not None:
+                self._wandb_run.log(dict(media), step=step)
+
+    @property
+    def wandb_enabled(self) -> bool:
+        """Whether this tracker writes to a W&B run (mode online or offline)."""
+        return self._wandb_run is not None
+
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Set final / best figures (W&B run summary, and ``run_dir/summary.json``)."""
         with self._lock:

@@ -204,6 +204,25 @@ def test_tictactoe_preset() -> None:
     assert config.eval_games == 100 and config.eval_opponents == "random,solver"
 
 
+def test_connect_four_ppo_preset() -> None:
+    config = load_preset("connect_four_ppo")
+    assert (config.game, config.algo, config.net) == ("connect_four", "ppo", "mlp")
+    assert (config.hidden, config.mlp_layers, config.opening_plies) == (512, 3, 4)
+    assert (config.workers, config.games_per_worker, config.batch_size) == (2, 32, 256)
+    assert (config.ppo_rollout, config.ppo_epochs, config.minutes) == (4000, 4, 30.0)
+    assert config.eval_opponents == "random,alphabeta:2" and config.eval_games == 200
+
+
+def test_opening_plies_are_for_ppo_only() -> None:
+    with pytest.raises(ValueError, match="opening_plies works with algo ppo only.*got opening_"):
+        TrainConfig(opening_plies=2)
+    assert TrainConfig(algo="ppo", opening_plies=2).opening_plies == 2
+    with pytest.raises(ValueError, match="opening_plies must be an integer >= 0, got -1"):
+        TrainConfig(algo="ppo", opening_plies=-1)
+    with pytest.raises(ValueError, match="mlp_layers must be an integer >= 1, got 0"):
+        TrainConfig(mlp_layers=0)
+
+
 def test_unknown_preset_lists_the_presets() -> None:
     with pytest.raises(ValueError, match=r"unknown preset 'go19': choose one of connect_four, "):
         load_preset("go19")

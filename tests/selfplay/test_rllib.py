@@ -14,6 +14,7 @@ ray = pytest.importorskip("ray")
 
 import envs  # noqa: E402
 from selfplay import rllib_bridge as rb  # noqa: E402
+from selfplay.league import LeagueConfig  # noqa: E402
 
 GAME = "tictactoe"
 
@@ -92,6 +93,86 @@ def test_module_masks_illegal_actions_and_matches_the_net(net: str) -> None:
     assert legal[np.arange(4), actions].all()
 
 
+def some_positions(game: str) -> envs.BatchedGame:
+    """A batch of positions a few random plies deep (none finished)."""
+    core = envs.make(game, 32)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        legal = core.legal_mask()
+        core.step(np.array([rng.choice(np.flatnonzero(row)) for row in legal]))
+    return core
+
+
+@pytest.mark.parametrize(
+    ("game", "net", "sizes"),
+    [
+        ("connect_four", "mlp", {"hidden": (32, 32)}),
+        ("connect_four", "convnet", {"channels": 8, "blocks": 1}),
+        ("tictactoe", "transformer", {"width": 16, "heads": 2, "depth": 1}),
+    ],
+)
+def test_symmetric_module_is_exactly_symmetric(game: str, net: str, sizes: dict) -> None:
+    torch.manual_seed(0)
+    network = rb.network_config_for_game(game, net, **sizes)
+    module = rb.module_spec(network, game, symmetric=True).build()
+    plain = rb.module_spec(network, game).build()
+    plain.set_state(module.get_state())
+    positions = some_positions(game)
+    planes, legal = positions.observation(), positions.legal_mask()  # (N, 2, r, c), (N, A)
+
+    def forward(m, planes, legal):
+        batch = {
+            "obs": {
+                "observation": torch.from_numpy(planes.transpose(0, 2, 3, 1).astype(np.int8)),
+                "action_mask": torch.from_numpy(legal.astype(np.int8)),
+            }
+        }
+        out = m.forward_train(batch)
+        return out["action_dist_inputs"], out["embeddings"]
+
+    logits, value = forward(module, planes, legal)
+    plain_logits, _ = forward(plain, planes, legal)
+    assert not torch.allclose(logits, plain_logits)  # the averaging does something
+    symmetries = positions.symmetries()
+    assert len(symmetries) > 1
+    for cells, actions in symmetries:
+        n = len(planes)
+        moved = planes.reshape(n, 2, -1)[:, :, cells].reshape(planes.shape)
+        t_logits, t_value = forward(module, moved, legal[:, actions])
+        assert torch.allclose(t_logits, logits[:, actions], atol=1e-5)
+        assert torch.allclose(t_value, value, atol=1e-6)
+    assert (logits[torch.from_numpy(~legal)] == rb.MASKED_LOGIT).all()
+
+
+def test_exported_symmetric_policy_plays_as_the_module() -> None:
+    """The checkpoint a symmetric PPO run exports plays the module's greedy moves."""
+    from selfplay.api import TrainedPlayer
+    from selfplay.config import TrainConfig
+
+    cfg = TrainConfig(game="connect_four", algo="ppo", net="mlp", hidden=32, symmetric=True)
+    game, network, _ = rb._from_cfg(cfg)
+    torch.manual_seed(0)
+    module = rb.module_spec(network, game, symmetric=True).build().eval()
+    player = TrainedPlayer(cfg, module.net.state_dict(), simulations=0)
+    positions = some_positions(game)
+    expected = rb.greedy_actions(module, positions.observation(), positions.legal_mask())
+    assert np.array_equal(player.act(positions), expected)
+    logits, _ = player.evaluator.evaluate(positions)
+    with torch.no_grad():
+        module_logits = module.forward_inference(
+            {
+                "obs": {
+                    "observation": torch.from_numpy(
+                        positions.observation().transpose(0, 2, 3, 1).astype(np.int8)
+                    ),
+                    "action_mask": torch.from_numpy(positions.legal_mask().astype(np.int8)),
+                }
+            }
+        )["action_dist_inputs"]
+    legal = positions.legal_mask()
+    assert np.allclose(logits[legal], module_logits.numpy()[legal], atol=1e-5)
+
+
 def test_sampling_from_masked_logits_never_picks_an_illegal_action() -> None:
     from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 
@@ -140,12 +221,21 @@ def test_registered_env_names() -> None:
     assert set(names) == {"selfplay_connect_four", "selfplay_tictactoe"}
 
 
+def tiny_weights(value: float) -> dict[str, np.ndarray]:
+    return {"w": np.full(2, value, np.float32)}
+
+
 def test_episode_mapping_is_a_function_of_the_episode() -> None:
-    league = rb.SnapshotMix(max_snapshots=3, self_play=0.25)
-    for name in ("a", "b", "c", "d"):
-        league.add_snapshot(name, {})
-    assert league.snapshot_names() == ["b", "c", "d"]  # oldest dropped
-    mapping = rb.EpisodeMapping(league, ("player_0", "player_1"), seed=7)
+    config = LeagueConfig(latest=0.25, past=0.75, max_snapshots=3)
+    league = rb.SelfPlayLeague(config)
+    evicted = [league.add_snapshot(name, tiny_weights(i), step=i) for i, name in enumerate("abcd")]
+    assert league.snapshot_names() == ["b", "c", "d"] and evicted[-1] == ["a"]  # oldest dropped
+    # the live learner takes the latest share; past is uniform over the snapshots before the
+    # newest (as in the AlphaZero engine: the newest is close to the live learner)
+    names, probs = league.opponent_distribution(rb.LEARNER)
+    expected = {"main": 0.25, "b": 0.375, "c": 0.375, "d": 0.0}
+    assert dict(zip(names, probs, strict=True)) == pytest.approx(expected)
+    mapping = rb.EpisodeMapping((names, probs), ("player_0", "player_1"), seed=7)
 
     class Episode:
         def __init__(self, id_: str) -> None:
@@ -164,12 +254,76 @@ def test_episode_mapping_is_a_function_of_the_episode() -> None:
         opponents.append(opponent)
     assert 150 < sum(seats) < 250  # the learner's seat alternates (by the episode's hash)
     counts = {name: opponents.count(name) for name in ("main", "b", "c", "d")}
-    assert 60 < counts["main"] < 140 and all(counts[n] > 60 for n in "bcd")
-    # state round trip (league.json) and pickling (to the EnvRunners)
+    assert 60 < counts["main"] < 140 and 110 < counts["b"] < 190 and 110 < counts["c"] < 190
+    assert counts["d"] == 0
+    # the mapping holds a copy: the league moving on changes nothing until a new mapping ships
+    league.add_snapshot("e", tiny_weights(9), step=9)
+    assert [mapping.assignment(f"episode-{i}")[1] for i in range(400)] == opponents
+    # pickling (to the EnvRunners) keeps the assignments
     import pickle
 
-    copy = pickle.loads(pickle.dumps(league))
-    assert copy.state_dict() == league.state_dict()
+    copy = pickle.loads(pickle.dumps(mapping))
+    assert [copy.assignment(f"episode-{i}")[1] for i in range(400)] == opponents
+
+
+def test_league_state_round_trip_keeps_results_and_takes_new_settings() -> None:
+    league = rb.SelfPlayLeague(LeagueConfig(latest=0.5, past=0.5, max_snapshots=3))
+    for i, name in enumerate(["s1", "s2"]):
+        league.add_snapshot(name, tiny_weights(i), step=10 * i)
+    for outcome in (1, 1, 0, -1):
+        league.record(rb.LEARNER, "s1", outcome)
+    state = json.loads(json.dumps(league.state_dict()))  # what league.json holds
+    weights = {"s1": tiny_weights(0), "s2": tiny_weights(1)}
+    resumed = rb.SelfPlayLeague(LeagueConfig(latest=0.8, past=0.2, max_snapshots=5))
+    resumed.load_state_dict(state, weights)
+    assert resumed.snapshot_names() == ["s1", "s2"]
+    assert resumed.league.results.record(rb.LEARNER, "s1") == (2, 1, 1)
+    assert resumed.config.latest == 0.8 and resumed.league.config.max_snapshots == 5
+    assert np.array_equal(resumed.league.snapshot("s2").weights["w"].numpy(), tiny_weights(1)["w"])
+    # a league.json written before this league class (names and win/draw/loss rows) still loads
+    old = {"snapshots": ["s1", "s2"], "results": {"s1": [2, 1, 1], "main": [5, 0, 5]}}
+    resumed.load_state_dict(old, weights)
+    assert resumed.snapshot_names() == ["s1", "s2"]
+    assert resumed.league.results.record(rb.LEARNER, "s1") == (2, 1, 1)
+
+
+def test_ppo_settings_and_network_of_a_train_config() -> None:
+    from selfplay.config import load_preset
+
+    cfg = load_preset("connect_four_ppo")
+    settings = rb.ppo_settings(cfg)
+    assert (settings.num_env_runners, settings.num_envs_per_env_runner) == (2, 32)
+    assert (settings.train_batch_size, settings.minibatch_size, settings.num_epochs) == (
+        4000,
+        256,
+        4,
+    )
+    assert (settings.opening_plies, settings.entropy_coeff, settings.lr) == (4, 0.01, 3e-4)
+    assert (settings.self_play, settings.max_snapshots, settings.snapshot_every) == (0.8, 20, 10)
+    assert settings.eval_opponents == ("random", "alphabeta:2") and settings.eval_games == 200
+    league = settings.league_config()
+    assert (league.latest, league.past, league.pfsp) == pytest.approx((0.8, 0.2, 0.0))
+    game, network, _ = rb._from_cfg(cfg)
+    assert game == "connect_four" and network.hidden == (512, 512, 512)
+    # a plain mapping of TrainConfig fields works too (the rest are TrainConfig's defaults)
+    game, network, overrides = rb._from_cfg({"game": GAME, "net": "mlp", "hidden": 32, "lr": 0.1})
+    assert game == GAME and network.hidden == (32, 32) and overrides == {"lr": 0.1}
+
+
+def test_env_opening_plies_start_games_from_random_positions() -> None:
+    env = rb.make_env({"game": "connect_four", "opening_plies": 4})
+    stones = []
+    for i in range(200):
+        obs, infos = env.reset(seed=i if i == 0 else None)
+        (agent,) = obs
+        assert agent == env.env.agent_selection and infos == {}
+        planes = obs[agent]["observation"]  # (rows, cols, 2), the mover's stones first
+        stones.append(int(planes.sum()))
+        assert planes[..., 0].sum() in (planes[..., 1].sum(), planes[..., 1].sum() - 1)
+        assert obs[agent]["action_mask"].any()
+    assert set(stones) == {0, 1, 2, 3, 4}  # 0..k plies, each length seen
+    with pytest.raises(ValueError, match="opening_plies must be an integer >= 0, got -1"):
+        rb.make_env({"game": "connect_four", "opening_plies": -1})
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,7 +408,9 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
         saved_iteration = algo.iteration
         saved_league = callback.league.state_dict()
         saved_results = {k: list(v) for k, v in callback.results.items()}
-        assert saved_results == saved_league["results"]  # the callback and the league agree
+        for opponent, row in saved_results.items():  # the callback and the league agree
+            if opponent != rb.LEARNER:  # (self-play has no payoff entry)
+                assert list(callback.league.league.results.record(rb.LEARNER, opponent)) == row
     finally:
         algo.stop()
     league_json = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
@@ -282,18 +438,24 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
         restored.stop()
 
 
-class NewestSnapshotLeague(rb.SnapshotMix):
+class NewestSnapshotLeague(rb.SelfPlayLeague):
     """A plugged-in league: always the newest frozen snapshot once there is one."""
 
-    def sample_opponent(self, learner: str, rng: np.random.Generator) -> str:
-        return self.snapshots[-1] if self.snapshots else learner
+    def __init__(self, max_snapshots: int) -> None:
+        super().__init__(LeagueConfig(latest=0.5, past=0.5, max_snapshots=max_snapshots))
+
+    def opponent_distribution(self, learner: str) -> tuple[list[str], np.ndarray]:
+        names = self.snapshot_names()
+        return [names[-1] if names else learner], np.ones(1)
 
 
 @pytest.mark.slow
 def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: Path) -> None:
     cfg = {"game": GAME, "net": "mlp", "hidden": 32, "seed": 3, "eval_games": 10}
-    settings = tiny_settings(snapshot_every=1)
+    settings = tiny_settings(snapshot_every=1, eval_every_minutes=1e-6)  # after each iteration
     seen: list[int] = []
+    saved: list[int] = []
+    evaluations: list[tuple[int, dict]] = []
     first = rb.train_ppo(
         cfg,
         minutes=2,
@@ -302,7 +464,12 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
         league=NewestSnapshotLeague(max_snapshots=2),
         max_iterations=2,
         on_iteration=lambda i, _: seen.append(i),
+        on_save=lambda algo: saved.append(algo.iteration),
+        on_evaluation=lambda i, report: evaluations.append((i, report)),
     )
+    # evaluated during training and once more at the end; the end's checkpoint was announced
+    assert [i for i, _ in evaluations] == [1, 2, 2] and saved == [2]
+    assert evaluations[-1][1] == first["evaluation"]
     # the league hook decided: self-play before the first snapshot, then only the snapshot
     # (episodes started in iteration 1 may end in iteration 2, still against main)
     opponents = first["league"]["opponents"]
