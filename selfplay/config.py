@@ -497,10 +497,18 @@ def config_from_dict(d: Mapping[str, Any], *, base: TrainConfig | None = None) -
 _SAVED_BEFORE = {"play_simulations": 0}  # 0: play with eval_simulations, as runs did then
 
 
+# PPO runs saved before the PPO fields existed ran 1 EnvRunner x 8 games with 256-step
+# minibatches, whatever workers, games_per_worker and batch_size said.
+_PPO_SAVED_BEFORE = {"workers": 1, "games_per_worker": 8, "batch_size": 256}
+
+
 def upgrade_saved_config(d: Mapping[str, Any]) -> dict[str, Any]:
     """A config saved with a run (checkpoint, ppo_run.json), with the fields it predates set so
     that the run behaves as it did (for example an old run still plays at eval_simulations)."""
-    return {**_SAVED_BEFORE, **d}
+    upgraded = {**_SAVED_BEFORE, **d}
+    if upgraded.get("algo") == "ppo" and "ppo_rollout" not in d:
+        upgraded.update(_PPO_SAVED_BEFORE)
+    return upgraded
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -404,9 +404,16 @@ class League:
         self._drop_oldest()
         return snapshot
 
+    def trim(self) -> list[str]:
+        """Drop the oldest snapshots beyond ``config.max_snapshots`` as `add_snapshot` does (for
+        a league loaded under a smaller limit); returns the names dropped."""
+        before = self.names
+        self._drop_oldest()
+        return [name for name in before if name not in self._snapshots]
+
     def _drop_oldest(self) -> None:
         limit = self.config.max_snapshots
-        if limit is None:
+        if limit is None or not self._snapshots:
             return
         newest = next(reversed(self._snapshots))
         keep = {*self._gated, newest, self.latest("main")}

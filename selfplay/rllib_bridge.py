@@ -182,14 +182,17 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
         board, mapped back and averaged, so the policy and value are exactly symmetric."""
         k, n = len(self.symmetries), x.shape[0]
         flat = x.flatten(-2) if x.dim() == 4 else x  # planes (B, C, cells) or tokens (B, cells)
-        inputs = torch.cat([flat[..., cells] for cells, _ in self.symmetries]).reshape(
+        inputs = torch.cat([flat[..., cells.to(x.device)] for cells, _ in self.symmetries]).reshape(
             k * n, *x.shape[1:]
         )
         logits, value = self.net.forward_unchecked(
-            inputs, torch.ones(k * n, legal_mask.shape[1], dtype=torch.bool)
+            inputs, torch.ones(k * n, legal_mask.shape[1], dtype=torch.bool, device=x.device)
         )
         logits = torch.stack(
-            [logits[i * n : (i + 1) * n, back] for i, (_, back) in enumerate(self.symmetries)]
+            [
+                logits[i * n : (i + 1) * n, back.to(x.device)]
+                for i, (_, back) in enumerate(self.symmetries)
+            ]
         ).mean(0)  # (B, A)
         return logits.masked_fill(~legal_mask, float("-inf")), value.reshape(k, n).mean(0)
 
@@ -301,13 +304,18 @@ class MaskCheckedPettingZooEnv(PettingZooEnv):
     ``illegal_actions`` counts them out of ``checked_actions`` (for tests that prefer counting).
     """
 
-    def __init__(self, env: Any, *, strict: bool = True, opening_plies: int = 0) -> None:
+    def __init__(
+        self, env: Any, *, strict: bool = True, opening_plies: int = 0, stream: int = 0
+    ) -> None:
         super().__init__(env)
         plies_ok = isinstance(opening_plies, int) and not isinstance(opening_plies, bool)
         if not plies_ok or opening_plies < 0:
             raise ValueError(f"opening_plies must be an integer >= 0, got {opening_plies!r}")
         self.strict = strict
         self.opening_plies = opening_plies
+        # RLlib seeds env k of EnvRunner w with seed + w + k, so equal seeds recur across
+        # EnvRunners: the stream (the EnvRunner's index) keeps their openings apart
+        self.stream = stream
         self.illegal_actions = 0
         self.checked_actions = 0
         self._rng = np.random.default_rng()
@@ -319,7 +327,7 @@ class MaskCheckedPettingZooEnv(PettingZooEnv):
         plies, n drawn uniformly from 0..k (openings that already end the game are redrawn),
         so self-play sees many positions instead of replaying its favourite lines."""
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            self._rng = np.random.default_rng([seed, self.stream])
         while True:
             self.env.reset(seed=seed, options=options)
             plies = int(self._rng.integers(self.opening_plies + 1)) if self.opening_plies else 0
@@ -357,6 +365,7 @@ def make_env(env_config: Mapping[str, Any]) -> MaskCheckedPettingZooEnv:
         envs.aec_env(game, **options),
         strict=bool(env_config.get("strict", True)),
         opening_plies=env_config.get("opening_plies", 0),
+        stream=int(getattr(env_config, "worker_index", 0)),
     )
 
 
@@ -494,6 +503,7 @@ class SelfPlayLeague:
             {**entry, "params": list(weights[entry["name"]])} for entry in meta["snapshots"]
         ]
         self.league = League.from_state_dict(meta, tensors)
+        self.league.trim()  # this run may keep fewer snapshots than the saved one
 
 
 def _episode_key(episode_id: str) -> int:
@@ -1053,9 +1063,10 @@ def train_ppo(
     ``settings.eval_every_minutes`` (and at the end) the learner plays the evaluation
     opponents; ``on_evaluation(iteration, report)`` hears each report.
 
-    ``cfg_like``: a TrainConfig or a mapping with ``game``, ``net`` and the net's sizes
-    (``lr``, ``seed``, ``eval_games``, ``eval_opponents`` are taken too when present);
-    ``settings`` gives the rest (fields set by ``cfg_like`` override it). Starts Ray embedded
+    ``cfg_like``: a TrainConfig or a mapping of TrainConfig fields (``game``, ``net``, the
+    net's sizes; the rest take TrainConfig's defaults), whose ``lr``, ``seed``, ``eval_games``,
+    ``eval_opponents``, ``checkpoint_every_minutes`` override ``settings`` (for a mapping: when
+    present); ``settings`` gives the rest. Starts Ray embedded
     when it is not running. Returns iteration counts, the league summary, the evaluation and
     the checkpoint path.
     """
@@ -1093,10 +1104,15 @@ def train_ppo(
                 on_save(algo)
             return saved
 
+        last_evaluation: dict[str, Any] = {}
+
         def evaluation_now() -> dict[str, dict[str, float]]:
+            if last_evaluation.get("iteration") == algo.iteration:
+                return last_evaluation["report"]  # these weights were just evaluated
             report = evaluate(
                 algo, game, settings.eval_opponents, settings.eval_games, seed=settings.seed
             )
+            last_evaluation.update(iteration=algo.iteration, report=report)
             if on_evaluation is not None:
                 on_evaluation(algo.iteration, report)
             return report

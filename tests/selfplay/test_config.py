@@ -211,6 +211,8 @@ def test_connect_four_ppo_preset() -> None:
     assert (config.workers, config.games_per_worker, config.batch_size) == (2, 32, 256)
     assert (config.ppo_rollout, config.ppo_epochs, config.minutes) == (4000, 4, 30.0)
     assert config.eval_opponents == "random,alphabeta:2" and config.eval_games == 200
+    assert config.symmetric and config.snapshot_every == 10
+    assert config.league_mix == "latest=0.8,past=0.2" and config.league_snapshots == 20
 
 
 def test_opening_plies_are_for_ppo_only() -> None:
@@ -221,6 +223,18 @@ def test_opening_plies_are_for_ppo_only() -> None:
         TrainConfig(algo="ppo", opening_plies=-1)
     with pytest.raises(ValueError, match="mlp_layers must be an integer >= 1, got 0"):
         TrainConfig(mlp_layers=0)
+    with pytest.raises(ValueError, match="symmetric works with algo ppo only"):
+        TrainConfig(symmetric=True)
+
+
+def test_ppo_runs_saved_before_the_ppo_fields_keep_their_sampling() -> None:
+    from selfplay.config import config_from_dict, to_dict, upgrade_saved_config
+
+    old = {k: v for k, v in to_dict(TrainConfig(algo="ppo")).items() if k != "ppo_rollout"}
+    cfg = config_from_dict(upgrade_saved_config(old))
+    assert (cfg.workers, cfg.games_per_worker, cfg.batch_size) == (1, 8, 256)
+    new = to_dict(TrainConfig(algo="ppo", workers=3))
+    assert config_from_dict(upgrade_saved_config(new)).workers == 3  # saved with the fields
 
 
 def test_unknown_preset_lists_the_presets() -> None:

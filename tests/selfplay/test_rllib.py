@@ -144,12 +144,13 @@ def test_symmetric_module_is_exactly_symmetric(game: str, net: str, sizes: dict)
     assert (logits[torch.from_numpy(~legal)] == rb.MASKED_LOGIT).all()
 
 
-def test_exported_symmetric_policy_plays_as_the_module() -> None:
+@pytest.mark.parametrize("game", ["connect_four", "tictactoe"])  # tictactoe: rotations
+def test_exported_symmetric_policy_plays_as_the_module(game: str) -> None:
     """The checkpoint a symmetric PPO run exports plays the module's greedy moves."""
     from selfplay.api import TrainedPlayer
     from selfplay.config import TrainConfig
 
-    cfg = TrainConfig(game="connect_four", algo="ppo", net="mlp", hidden=32, symmetric=True)
+    cfg = TrainConfig(game=game, algo="ppo", net="mlp", hidden=32, symmetric=True)
     game, network, _ = rb._from_cfg(cfg)
     torch.manual_seed(0)
     module = rb.module_spec(network, game, symmetric=True).build().eval()
@@ -236,6 +237,7 @@ def test_episode_mapping_is_a_function_of_the_episode() -> None:
     expected = {"main": 0.25, "b": 0.375, "c": 0.375, "d": 0.0}
     assert dict(zip(names, probs, strict=True)) == pytest.approx(expected)
     mapping = rb.EpisodeMapping((names, probs), ("player_0", "player_1"), seed=7)
+    names[1], probs[:] = "z", [0.0, 0.0, 0.0, 1.0]  # the mapping keeps its own copy
 
     class Episode:
         def __init__(self, id_: str) -> None:
@@ -256,7 +258,8 @@ def test_episode_mapping_is_a_function_of_the_episode() -> None:
     counts = {name: opponents.count(name) for name in ("main", "b", "c", "d")}
     assert 60 < counts["main"] < 140 and 110 < counts["b"] < 190 and 110 < counts["c"] < 190
     assert counts["d"] == 0
-    # the mapping holds a copy: the league moving on changes nothing until a new mapping ships
+    assert "z" not in opponents
+    # the league moving on changes nothing until a new mapping ships
     league.add_snapshot("e", tiny_weights(9), step=9)
     assert [mapping.assignment(f"episode-{i}")[1] for i in range(400)] == opponents
     # pickling (to the EnvRunners) keeps the assignments
@@ -280,6 +283,10 @@ def test_league_state_round_trip_keeps_results_and_takes_new_settings() -> None:
     assert resumed.league.results.record(rb.LEARNER, "s1") == (2, 1, 1)
     assert resumed.config.latest == 0.8 and resumed.league.config.max_snapshots == 5
     assert np.array_equal(resumed.league.snapshot("s2").weights["w"].numpy(), tiny_weights(1)["w"])
+    # a resume that keeps fewer snapshots drops the oldest (the newest stays)
+    smaller = rb.SelfPlayLeague(LeagueConfig(latest=0.5, past=0.5, max_snapshots=1))
+    smaller.load_state_dict(state, weights)
+    assert smaller.snapshot_names() == ["s2"]
     # a league.json written before this league class (names and win/draw/loss rows) still loads
     old = {"snapshots": ["s1", "s2"], "results": {"s1": [2, 1, 1], "main": [5, 0, 5]}}
     resumed.load_state_dict(old, weights)
@@ -324,6 +331,23 @@ def test_env_opening_plies_start_games_from_random_positions() -> None:
     assert set(stones) == {0, 1, 2, 3, 4}  # 0..k plies, each length seen
     with pytest.raises(ValueError, match="opening_plies must be an integer >= 0, got -1"):
         rb.make_env({"game": "connect_four", "opening_plies": -1})
+
+
+def test_env_openings_differ_between_env_runners_with_equal_seeds() -> None:
+    """RLlib seeds env k of EnvRunner w with seed + w + k: equal seeds on two EnvRunners."""
+    from ray.rllib.env.env_context import EnvContext
+
+    def openings(worker_index: int) -> list[bytes]:
+        config = EnvContext({"game": "connect_four", "opening_plies": 6}, worker_index)
+        env = rb.make_env(config)
+        seen = []
+        for i in range(20):
+            obs, _ = env.reset(seed=5 if i == 0 else None)
+            seen.append(next(iter(obs.values()))["observation"].tobytes())
+        return seen
+
+    assert openings(1) == openings(1)  # reproducible
+    assert openings(1) != openings(2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,7 +492,7 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
         on_evaluation=lambda i, report: evaluations.append((i, report)),
     )
     # evaluated during training and once more at the end; the end's checkpoint was announced
-    assert [i for i, _ in evaluations] == [1, 2, 2] and saved == [2]
+    assert [i for i, _ in evaluations] == [1, 2] and saved == [2]  # (iteration 2 once)
     assert evaluations[-1][1] == first["evaluation"]
     # the league hook decided: self-play before the first snapshot, then only the snapshot
     # (episodes started in iteration 1 may end in iteration 2, still against main)
