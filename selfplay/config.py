@@ -236,6 +236,11 @@ class TrainConfig:
                 f"opening_plies works with algo ppo only (alphazero explores by search noise), "
                 f"got opening_plies {self.opening_plies} with algo {self.algo}"
             )
+        if self.algo == "ppo" and self.batch_size > self.ppo_rollout:
+            raise ValueError(
+                f"batch_size (PPO's minibatch) must be <= ppo_rollout ({self.ppo_rollout}), "
+                f"got {self.batch_size}"
+            )
         if self.algo != "ppo" and self.symmetric:
             raise ValueError(
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "

@@ -225,6 +225,8 @@ def test_opening_plies_are_for_ppo_only() -> None:
         TrainConfig(mlp_layers=0)
     with pytest.raises(ValueError, match="symmetric works with algo ppo only"):
         TrainConfig(symmetric=True)
+    with pytest.raises(ValueError, match=r"batch_size \(PPO's minibatch\) must be <= ppo_rol"):
+        TrainConfig(algo="ppo", batch_size=512, ppo_rollout=500)
 
 
 def test_ppo_runs_saved_before_the_ppo_fields_keep_their_sampling() -> None:
