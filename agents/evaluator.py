@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.networks import InferenceModel, PolicyValueNet, inference_model
+from agents.networks import InferenceModel, PolicyValueNet, inference_model, symmetric_forward
 
 
 class EvaluationCache:
@@ -96,20 +96,12 @@ class NetworkEvaluator:
         return logits.float().cpu().numpy(), value.float().cpu().numpy()
 
     def _run_symmetric(self, x: torch.Tensor, legal: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Every transformed board in one batch; logits mapped back and averaged (illegal
-        moves stay -inf: each transform agrees on them), values averaged."""
-        k, n = len(self.symmetries), len(x)
-        flat = x.flatten(-2) if x.dim() == 4 else x  # (N, C, cells) or tokens (N, cells)
-        inputs = torch.cat([flat[..., cells] for cells, _ in self.symmetries]).reshape(
-            k * n, *x.shape[1:]
+        model = self._inference()
+        logits, value = symmetric_forward(
+            model, x.to(self.device), legal.to(self.device), self.symmetries
         )
-        masks = torch.cat([legal[:, actions] for _, actions in self.symmetries])  # (kN, A)
-        logits, value = self._inference()(inputs.to(self.device), masks.to(self.device))
-        self.evaluations += k * n
-        logits = logits.float().cpu().reshape(k, n, -1)
-        back = [torch.from_numpy(np.argsort(actions)) for _, actions in self.symmetries]
-        logits = torch.stack([logits[i][:, back[i]] for i in range(k)]).mean(0)  # (N, A)
-        return logits.numpy(), value.float().cpu().reshape(k, n).mean(0).numpy()
+        self.evaluations += len(self.symmetries) * len(x)
+        return logits.float().cpu().numpy(), value.float().cpu().numpy()
 
     def evaluate(self, game: Any) -> tuple[np.ndarray, np.ndarray]:
         if self.cache is None:

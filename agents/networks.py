@@ -22,10 +22,11 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -431,6 +432,31 @@ NETWORK_CONFIGS: dict[str, type] = {
     "transformer": TransformerConfig,
     "mlp": MLPConfig,
 }
+
+
+def symmetric_forward(
+    forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    legal_mask: torch.Tensor,
+    symmetries: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``forward`` averaged over board symmetries: exactly symmetric logits and value.
+
+    ``symmetries``: a game's ``symmetries()``, ``(cell_perm, action_perm)`` each; ``x`` planes
+    (N, C, rows, cols) or tokens (N, cells); ``forward(x, legal_mask) -> (logits, value)`` with
+    illegal logits -inf. All transformed boards go through ``forward`` in one batch; each one's
+    logits are mapped back by the inverse action permutation (illegal moves stay -inf: every
+    transform agrees on them), then logits and values are averaged.
+    """
+    k, n = len(symmetries), x.shape[0]
+    flat = x.flatten(-2) if x.dim() == 4 else x  # (N, C, cells) or (N, cells)
+    cells = [torch.as_tensor(c, device=x.device) for c, _ in symmetries]
+    inputs = torch.cat([flat[..., c] for c in cells]).reshape(k * n, *x.shape[1:])
+    masks = torch.cat([legal_mask[:, torch.as_tensor(a, device=x.device)] for _, a in symmetries])
+    logits, value = forward(inputs, masks)  # (kN, A), (kN,)
+    back = [torch.as_tensor(np.argsort(a), device=logits.device) for _, a in symmetries]
+    logits = torch.stack([logits[i * n : (i + 1) * n, back[i]] for i in range(k)]).mean(0)
+    return logits, value.reshape(k, n).mean(0)
 
 
 def network_config_for_game(game: str, net: str = "convnet", **sizes: object) -> NetworkConfig:

@@ -59,6 +59,7 @@ from agents.networks import (
     PolicyValueNet,
     build_network,
     network_config_for_game,
+    symmetric_forward,
 )
 from agents.players import make_player
 from selfplay.arena import play_match
@@ -169,36 +170,16 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
             )
         self.network_config = network_config_from(model_config[NETWORK_KEY])
         self.net = build_network(self.network_config)
-        # the board symmetries to average over (see `_symmetric`); () = the net as it is
+        # the board symmetries to average over (`agents.networks.symmetric_forward`); none:
+        # the net as it is
         self.symmetries = [
-            (torch.as_tensor(cells), torch.as_tensor(np.argsort(actions)))
+            (np.asarray(cells), np.asarray(actions))
             for cells, actions in model_config.get(SYMMETRIES_KEY, ())
         ]
 
-    def _symmetric(
-        self, x: torch.Tensor, legal_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The net averaged over the board's symmetries: logits and value of every transformed
-        board, mapped back and averaged, so the policy and value are exactly symmetric."""
-        k, n = len(self.symmetries), x.shape[0]
-        flat = x.flatten(-2) if x.dim() == 4 else x  # planes (B, C, cells) or tokens (B, cells)
-        inputs = torch.cat([flat[..., cells.to(x.device)] for cells, _ in self.symmetries]).reshape(
-            k * n, *x.shape[1:]
-        )
-        logits, value = self.net.forward_unchecked(
-            inputs, torch.ones(k * n, legal_mask.shape[1], dtype=torch.bool, device=x.device)
-        )
-        logits = torch.stack(
-            [
-                logits[i * n : (i + 1) * n, back.to(x.device)]
-                for i, (_, back) in enumerate(self.symmetries)
-            ]
-        ).mean(0)  # (B, A)
-        return logits.masked_fill(~legal_mask, float("-inf")), value.reshape(k, n).mean(0)
-
     def _net(self, x: torch.Tensor, legal_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.symmetries:
-            return self._symmetric(x, legal_mask)
+            return symmetric_forward(self.net.forward_unchecked, x, legal_mask, self.symmetries)
         return self.net.forward_unchecked(x, legal_mask)
 
     def _policy_value(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +220,7 @@ def module_spec(
     network: NetworkConfig, game: str, *, symmetric: bool = False, **game_options: Any
 ) -> RLModuleSpec:
     """The RLModuleSpec of ``network`` for ``game``'s spaces; ``symmetric``: the module
-    averages the net over the game's board symmetries (`PolicyValueRLModule._symmetric`)."""
+    averages the net over the game's board symmetries (`symmetric_forward`)."""
     view = envs.aec_env(game, **game_options)
     agent = view.possible_agents[0]
     model_config: dict[str, Any] = {NETWORK_KEY: model_config_for(network)}
