@@ -158,6 +158,12 @@ def _add_arena_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="games played at once")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--tactics",
+        action="store_true",
+        help="connect_four: also count each player's wins in one taken, forced blocks made and "
+        "gifts (moves under the opponent's winning cell)",
+    )
+    parser.add_argument(
         "--option",
         action="append",
         default=[],
@@ -209,6 +215,12 @@ def _run_arena(args: argparse.Namespace) -> int:
     make_game = game_factory(args.game, **parse_options(args.option))
     player_a = _arena_player(args.a, args.game, args.seed, args.simulations)
     player_b = _arena_player(args.b, args.game, args.seed + 1, args.simulations)
+    if args.tactics:
+        from agents.players import TacticsRecorder
+
+        if args.game != "connect_four":
+            raise ValueError(f"--tactics counts connect_four tactics only, got game {args.game}")
+        player_a, player_b = TacticsRecorder(player_a), TacticsRecorder(player_b)
     start = time.perf_counter()
     opening = opening_plies_for(player_a, player_b)
     result = play_match(
@@ -225,6 +237,10 @@ def _run_arena(args: argparse.Namespace) -> int:
     if result.a != result.b:
         print()
         print(match_ratings(result).table())
+    if args.tactics:
+        print()
+        for label, player in (("a", player_a), ("b", player_b)):
+            print(f"tactics of {label} ({player.name}): {player.tactics.summary()}")
     return 0
 
 

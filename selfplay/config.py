@@ -61,6 +61,7 @@ ALGOS = ("alphazero", "ppo")  # ppo: PPO self-play through RLlib (selfplay.rllib
 NETS = ("convnet", "transformer", "mlp")
 SEARCHES = ("gumbel", "puct")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "float32", "bfloat16")  # ppo: selfplay.rllib_bridge.resolve_precision
 # Kept in step with selfplay.tracking.WANDB_MODES (a test checks); not imported from there so
 # that building a config never imports tqdm or anything tracking grows to need.
 WANDB_MODES = ("online", "offline", "disabled")
@@ -163,6 +164,12 @@ class TrainConfig:
     symmetric: bool = False
     """ppo: policy and value average the net over the board's symmetries (Connect Four: its
     mirror image), so they are exactly symmetric; the exported agent plays the same way"""
+    precision: str = "float32"
+    """ppo: number format of the policy net's matrix products in the learner and EnvRunners:
+    float32; bfloat16 (autocast: weights, optimizer and loss stay float32; about 2x faster
+    learning on CPUs that multiply bfloat16 natively, far slower on those that do not); auto
+    (bfloat16 when the driver's CPU has AVX-512 BF16, AMX or ARM BF16, else float32). The
+    exported agent plays in float32"""
 
     # --- budget ---
     minutes: float = 30.0
@@ -246,6 +253,11 @@ class TrainConfig:
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "
                 f"augment), got symmetric true with algo {self.algo}"
             )
+        if self.algo != "ppo" and self.precision != "float32":
+            raise ValueError(
+                f"precision {self.precision} works with algo ppo only (alphazero trains in "
+                f"float32), got algo {self.algo}"
+            )
         if self.league_gating == "sprt":
             if self.algo != "alphazero":
                 raise ValueError(
@@ -279,6 +291,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "wandb": WANDB_MODES,
     "league_pfsp_weighting": ("hard", "variance", "linear"),
     "league_gating": ("none", "sprt"),
+    "precision": PRECISIONS,
 }
 _INT_MIN: dict[str, int] = {
     **dict.fromkeys(

@@ -79,6 +79,8 @@ Categorical survives for sampling but not for every loss term (a KL of two -inf 
 keeps every term finite, also for terminal observations whose mask is all zeros."""
 SYMMETRIES_KEY = "selfplay_symmetries"
 """Key of the board symmetries ``[(cell_perm, action_perm), ...]`` the module averages over."""
+PRECISION_KEY = "selfplay_precision"
+"""Key of the module's matmul number format: "float32" (default) or "bfloat16" (autocast)."""
 NETWORK_KEY = "selfplay_network"
 """Key of our network's config inside an RLModuleSpec's model_config."""
 LEAGUE_FILE = "league.json"
@@ -176,11 +178,24 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
             (np.asarray(cells), np.asarray(actions))
             for cells, actions in model_config.get(SYMMETRIES_KEY, ())
         ]
+        precision = model_config.get(PRECISION_KEY, "float32")
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"model_config[{PRECISION_KEY!r}] must be float32 or bfloat16, got {precision!r}"
+            )
+        # bfloat16: the net's matrix products run under autocast (float32 weights, optimizer
+        # and loss); outputs come back float32 for RLlib's distributions and PPO's ratios
+        self.bfloat16 = precision == "bfloat16"
 
     def _net(self, x: torch.Tensor, legal_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.symmetries:
-            return symmetric_forward(self.net.forward_unchecked, x, legal_mask, self.symmetries)
-        return self.net.forward_unchecked(x, legal_mask)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            if self.symmetries:
+                logits, value = symmetric_forward(
+                    self.net.forward_unchecked, x, legal_mask, self.symmetries
+                )
+            else:
+                logits, value = self.net.forward_unchecked(x, legal_mask)
+        return logits.float(), value.float()
 
     def _policy_value(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         x, legal_mask = observation_to_net_inputs(self.net, batch[Columns.OBS])
@@ -216,14 +231,52 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
         return value
 
 
+BFLOAT16_CPU_FLAGS = frozenset(("avx512_bf16", "amx_bf16", "bf16"))
+"""/proc/cpuinfo flags of CPUs that multiply bfloat16 natively (x86 AVX-512 BF16 and AMX, ARM
+BF16); elsewhere oneDNN emulates it, slower than float32."""
+
+
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this machine's CPU multiplies bfloat16 natively, from ``cpuinfo`` (the text of
+    /proc/cpuinfo; read when None). False where there is no /proc/cpuinfo."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, ARM
+            return not BFLOAT16_CPU_FLAGS.isdisjoint(value.split())
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """``precision`` (auto, float32, bfloat16) as the module takes it: auto is bfloat16 when
+    the CPU multiplies it natively (`cpu_has_bfloat16`), else float32."""
+    if precision == "auto":
+        return "bfloat16" if cpu_has_bfloat16() else "float32"
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be one of auto, float32, bfloat16, got {precision!r}")
+    return precision
+
+
 def module_spec(
-    network: NetworkConfig, game: str, *, symmetric: bool = False, **game_options: Any
+    network: NetworkConfig,
+    game: str,
+    *,
+    symmetric: bool = False,
+    precision: str = "float32",
+    **game_options: Any,
 ) -> RLModuleSpec:
     """The RLModuleSpec of ``network`` for ``game``'s spaces; ``symmetric``: the module
-    averages the net over the game's board symmetries (`symmetric_forward`)."""
+    averages the net over the game's board symmetries (`symmetric_forward`); ``precision``:
+    float32, or bfloat16 for the net's matrix products (autocast)."""
     view = envs.aec_env(game, **game_options)
     agent = view.possible_agents[0]
     model_config: dict[str, Any] = {NETWORK_KEY: model_config_for(network)}
+    if precision != "float32":
+        model_config[PRECISION_KEY] = precision
     if symmetric:
         model_config[SYMMETRIES_KEY] = [
             (cells.tolist(), actions.tolist())
@@ -778,6 +831,9 @@ class PPOSettings:
     """self-play games start after 0..k uniformly random plies (0: from the empty board)"""
     symmetric: bool = False
     """the module averages the net over the board's symmetries (an exactly symmetric policy)"""
+    precision: str = "float32"
+    """number format of the net's matrix products: float32, bfloat16 (autocast), or auto
+    (`resolve_precision`: bfloat16 where the driver's CPU multiplies it natively)"""
     num_env_runners: int = 1
     """EnvRunner actors (0 samples in the driver process)"""
     num_envs_per_env_runner: int = 8
@@ -826,7 +882,8 @@ def build_ppo(
     """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping."""
     register_envs([game])
     options = dict(game_options or {})
-    spec = module_spec(network, game, symmetric=settings.symmetric, **options)
+    precision = resolve_precision(settings.precision)
+    spec = module_spec(network, game, symmetric=settings.symmetric, precision=precision, **options)
     agents = tuple(envs.aec_env(game, **options).possible_agents)
     league_settings = LeagueSettings(snapshot_every=settings.snapshot_every, seed=settings.seed)
     league = league if league is not None else SelfPlayLeague(settings.league_config())
@@ -1013,6 +1070,7 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         entropy_coeff=cfg.entropy_coeff,
         opening_plies=cfg.opening_plies,
         symmetric=cfg.symmetric,
+        precision=resolve_precision(cfg.precision),
         num_env_runners=cfg.workers,
         num_envs_per_env_runner=cfg.games_per_worker,
         snapshot_every=cfg.snapshot_every,
@@ -1132,6 +1190,7 @@ def train_ppo(
             "checkpoint": str(path),
             "iterations": algo.iteration,
             "iterations_this_run": algo.iteration - start_iteration,
+            "precision": resolve_precision(settings.precision),
             "league": driver_callback(algo).summary(),
             "snapshots": driver_callback(algo).league.snapshot_names(),
             "evaluation": evaluation,
@@ -1232,7 +1291,9 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
             on_iteration=log, on_save=lambda algo: export_policy(algo, run_dir, cfg),
             on_evaluation=log_evaluation,
         )  # fmt: skip
-        tracker.log_summary({"iterations": summary["iterations"], **final})
+        tracker.log_summary(
+            {"iterations": summary["iterations"], "precision": summary["precision"], **final}
+        )
         summary["metrics"] = dict(final)
         return summary
     finally:
@@ -1258,6 +1319,7 @@ __all__ = [
     "SelfPlayLeague",
     "add_snapshot",
     "build_ppo",
+    "cpu_has_bfloat16",
     "driver_callback",
     "evaluate",
     "export_policy",
@@ -1272,6 +1334,7 @@ __all__ = [
     "ppo_settings",
     "push_mapping",
     "register_envs",
+    "resolve_precision",
     "restore",
     "save",
     "set_env_runner_weights",

@@ -8,13 +8,16 @@ the player's seed (each player owns one ``np.random.Generator``).
 - ``PerfectTicTacToePlayer(seed)`` ("solver"): exact minimax by table lookup, Tic-Tac-Toe only;
 - ``AlphaBetaPlayer(depth, seed)``: negamax with alpha-beta on bitboards, Connect Four only;
 - ``RolloutMCTSPlayer(num_simulations, seed, c_uct)``: batched UCT with random rollouts, any game;
-- ``make_player(spec, game, seed)``: one of the above from a spec such as ``"alphabeta:4"``.
+- ``make_player(spec, game, seed)``: one of the above from a spec such as ``"alphabeta:4"``;
+- ``TacticsRecorder(player)``: plays as ``player`` and counts its Connect Four tactics (wins
+  in one taken, forced blocks made, gifts) in ``.tactics``.
 """
 
 from agents.players.alphabeta import AlphaBetaPlayer
 from agents.players.base import GameBatch, Player, RandomPlayer
 from agents.players.factory import PLAYER_SPECS, make_player
 from agents.players.rollout_mcts import RolloutMCTSPlayer
+from agents.players.tactics import Tactics, TacticsRecorder
 from agents.players.tictactoe_solver import PerfectTicTacToePlayer
 
 __all__ = [
@@ -25,5 +28,7 @@ __all__ = [
     "Player",
     "RandomPlayer",
     "RolloutMCTSPlayer",
+    "Tactics",
+    "TacticsRecorder",
     "make_player",
 ]

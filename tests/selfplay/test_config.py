@@ -211,7 +211,7 @@ def test_connect_four_ppo_preset() -> None:
     assert (config.workers, config.games_per_worker, config.batch_size) == (2, 32, 256)
     assert (config.ppo_rollout, config.ppo_epochs, config.minutes) == (4000, 4, 30.0)
     assert config.eval_opponents == "random,alphabeta:2" and config.eval_games == 200
-    assert config.symmetric and config.snapshot_every == 10
+    assert config.symmetric and config.snapshot_every == 10 and config.precision == "auto"
     assert config.league_mix == "latest=0.8,past=0.2" and config.league_snapshots == 20
 
 
@@ -227,6 +227,11 @@ def test_opening_plies_are_for_ppo_only() -> None:
         TrainConfig(symmetric=True)
     with pytest.raises(ValueError, match=r"batch_size \(PPO's minibatch\) must be <= ppo_rol"):
         TrainConfig(algo="ppo", batch_size=512, ppo_rollout=500)
+    with pytest.raises(ValueError, match="precision bfloat16 works with algo ppo only"):
+        TrainConfig(precision="bfloat16")
+    allowed = "precision must be one of auto, float32, bfloat16, got 'fp16'"
+    with pytest.raises(ValueError, match=allowed):
+        TrainConfig(algo="ppo", precision="fp16")
 
 
 def test_ppo_runs_saved_before_the_ppo_fields_keep_their_sampling() -> None:

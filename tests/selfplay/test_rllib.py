@@ -144,6 +144,52 @@ def test_symmetric_module_is_exactly_symmetric(game: str, net: str, sizes: dict)
     assert (logits[torch.from_numpy(~legal)] == rb.MASKED_LOGIT).all()
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_bfloat16_module_multiplies_in_bfloat16_and_trains_float32_weights(symmetric: bool) -> None:
+    game = "connect_four"
+    torch.manual_seed(0)
+    network = rb.network_config_for_game(game, "mlp", hidden=(64, 64))
+    fast = rb.module_spec(network, game, symmetric=symmetric, precision="bfloat16").build()
+    exact = rb.module_spec(network, game, symmetric=symmetric).build()
+    exact.set_state(fast.get_state())
+    positions = some_positions(game)
+    batch = pettingzoo_batch(positions)
+    legal = torch.from_numpy(positions.legal_mask())
+    products: list[torch.dtype] = []
+    hook = fast.net.body[0].register_forward_hook(lambda m, i, out: products.append(out.dtype))
+    out = fast.forward_train(batch)
+    hook.remove()
+    assert products == [torch.bfloat16]  # the matrix product ran in bfloat16
+    logits, value = out["action_dist_inputs"], out["embeddings"]
+    assert logits.dtype == value.dtype == torch.float32  # RLlib gets float32
+    assert (logits[~legal] == rb.MASKED_LOGIT).all()
+    want = exact.forward_train(batch)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal
+    assert torch.allclose(logits[legal], want["action_dist_inputs"][legal], atol=0.05)
+    assert not torch.equal(logits[legal], want["action_dist_inputs"][legal])
+    assert torch.allclose(value, want["embeddings"], atol=0.05)
+    (logits[legal].logsumexp(0) + value.sum()).backward()
+    grads = [p.grad for p in fast.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)
+    assert all(p.dtype == torch.float32 for p in fast.parameters())
+    with pytest.raises(ValueError, match="must be float32 or bfloat16, got 'fp8'"):
+        rb.module_spec(network, game, precision="fp8").build()
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it() -> None:
+    zen4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512vl\n"
+    sapphire = "flags\t\t: avx512f amx_tile amx_bf16 amx_int8\n"
+    graviton3 = "Features\t: fp asimd sve bf16 i8mm\n"
+    skylake = "flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl\n"
+    assert rb.cpu_has_bfloat16(zen4) and rb.cpu_has_bfloat16(sapphire)
+    assert rb.cpu_has_bfloat16(graviton3)
+    assert not rb.cpu_has_bfloat16(skylake) and not rb.cpu_has_bfloat16("")
+    assert rb.resolve_precision("auto") == ("bfloat16" if rb.cpu_has_bfloat16() else "float32")
+    assert rb.resolve_precision("float32") == "float32"
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+        rb.resolve_precision("half")
+
+
 @pytest.mark.parametrize("game", ["connect_four", "tictactoe"])  # tictactoe: rotations
 def test_exported_symmetric_policy_plays_as_the_module(game: str) -> None:
     """The checkpoint a symmetric PPO run exports plays the module's greedy moves."""
@@ -476,7 +522,8 @@ class NewestSnapshotLeague(rb.SelfPlayLeague):
 @pytest.mark.slow
 def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: Path) -> None:
     cfg = {"game": GAME, "net": "mlp", "hidden": 32, "seed": 3, "eval_games": 10}
-    settings = tiny_settings(snapshot_every=1, eval_every_minutes=1e-6)  # after each iteration
+    # evaluated after each iteration; matrix products in bfloat16 (the connect_four_ppo preset's)
+    settings = tiny_settings(snapshot_every=1, eval_every_minutes=1e-6, precision="bfloat16")
     seen: list[int] = []
     saved: list[int] = []
     evaluations: list[tuple[int, dict]] = []
