@@ -168,8 +168,8 @@ class TrainConfig:
     """ppo: number format of the policy net's matrix products in the learner and EnvRunners:
     float32; bfloat16 (autocast: weights, optimizer and loss stay float32; about 2x faster
     learning on CPUs that multiply bfloat16 natively, far slower on those that do not); auto
-    (bfloat16 when the driver's CPU has AVX-512 BF16, AMX or ARM BF16, else float32). The
-    exported agent plays in float32"""
+    (bfloat16 when the driver's CPU has AVX-512 BF16, AMX or ARM BF16, else float32; decided
+    again on the machine a run resumes on). Evaluations and the exported agent play in float32"""
 
     # --- budget ---
     minutes: float = 30.0

@@ -25,6 +25,7 @@ only the distribution, copied into each new mapping (shipped whenever the league
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -32,7 +33,7 @@ import math
 import shutil
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -187,6 +188,16 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
         # and loss); outputs come back float32 for RLlib's distributions and PPO's ratios
         self.bfloat16 = precision == "bfloat16"
 
+    @contextlib.contextmanager
+    def float32(self) -> Iterator[PolicyValueRLModule]:
+        """Inside the block the net computes in float32 whatever the module's precision (greedy
+        play and evaluation: the agent as `export_policy` saves it, which plays in float32)."""
+        saved, self.bfloat16 = self.bfloat16, False
+        try:
+            yield self
+        finally:
+            self.bfloat16 = saved
+
     def _net(self, x: torch.Tensor, legal_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             if self.symmetries:
@@ -293,7 +304,8 @@ def module_spec(
 def greedy_actions(
     module: PolicyValueRLModule, planes: np.ndarray, legal: np.ndarray
 ) -> np.ndarray:
-    """int64 (N,): the module's greedy legal action per position, through `forward_inference`.
+    """int64 (N,): the module's greedy legal action per position, through `forward_inference`
+    in float32 (as the exported agent plays, also when the module trains in bfloat16).
 
     ``planes``: (N, 2, rows, cols) from the mover's view (our cores' ``observation()``);
     ``legal``: bool (N, A).
@@ -304,7 +316,7 @@ def greedy_actions(
         "observation": torch.from_numpy(pettingzoo_planes),
         "action_mask": torch.from_numpy(legal.astype(np.int8)),  # (N, A)
     }
-    with torch.no_grad():
+    with torch.no_grad(), module.float32():
         out = module.forward_inference({Columns.OBS: obs})
     return out[Columns.ACTION_DIST_INPUTS].argmax(dim=1).cpu().numpy().astype(np.int64)
 

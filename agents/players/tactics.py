@@ -45,6 +45,8 @@ class Tactics:
         actions = np.asarray(actions)
         if actions.shape != (game.num_envs,):
             raise ValueError(f"actions must have shape ({game.num_envs},), got {actions.shape}")
+        if actions.size and (actions.min() < 0 or actions.max() >= game.cols):
+            raise ValueError(f"actions must be columns in [0, {game.cols}), got {actions.tolist()}")
         b = _board(game.rows, game.cols, game.win_length)
         for g in range(game.num_envs):
             position, mask = int(game.position[g]), int(game.mask[g])  # mover's stones, all
@@ -83,5 +85,6 @@ class TacticsRecorder:
 
     def act(self, game: Any) -> np.ndarray:
         actions = self.player.act(game)
-        self.tactics.record(game, actions)
+        if np.all((actions >= 0) & (actions < game.cols)):  # else the arena refuses the move
+            self.tactics.record(game, actions)
         return actions

@@ -41,6 +41,8 @@ def test_refuses_other_games_and_bad_shapes() -> None:
         Tactics().record(TicTacToe(2), np.zeros(2, np.int64))
     with pytest.raises(ValueError, match=r"actions must have shape \(2,\), got \(3,\)"):
         Tactics().record(ConnectFour(2), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"columns in \[0, 7\), got \[3, -1\]"):
+        Tactics().record(ConnectFour(2), np.array([3, -1]))
 
 
 def test_arena_prints_tactics(capsys) -> None:

@@ -144,25 +144,36 @@ def test_symmetric_module_is_exactly_symmetric(game: str, net: str, sizes: dict)
     assert (logits[torch.from_numpy(~legal)] == rb.MASKED_LOGIT).all()
 
 
-@pytest.mark.parametrize("symmetric", [False, True])
-def test_bfloat16_module_multiplies_in_bfloat16_and_trains_float32_weights(symmetric: bool) -> None:
+@pytest.mark.parametrize(
+    ("net", "sizes", "symmetric"),
+    [
+        ("mlp", {"hidden": (64, 64)}, False),
+        ("mlp", {"hidden": (64, 64)}, True),
+        ("convnet", {"channels": 8, "blocks": 1}, True),
+        ("transformer", {"width": 16, "heads": 2, "depth": 1}, False),
+    ],
+)
+def test_bfloat16_module_multiplies_in_bfloat16_and_trains_float32_weights(
+    net: str, sizes: dict, symmetric: bool
+) -> None:
     game = "connect_four"
     torch.manual_seed(0)
-    network = rb.network_config_for_game(game, "mlp", hidden=(64, 64))
+    network = rb.network_config_for_game(game, net, **sizes)
     fast = rb.module_spec(network, game, symmetric=symmetric, precision="bfloat16").build()
     exact = rb.module_spec(network, game, symmetric=symmetric).build()
     exact.set_state(fast.get_state())
     positions = some_positions(game)
     batch = pettingzoo_batch(positions)
     legal = torch.from_numpy(positions.legal_mask())
+    linear = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Linear))
     products: list[torch.dtype] = []
-    hook = fast.net.body[0].register_forward_hook(lambda m, i, out: products.append(out.dtype))
+    hook = linear.register_forward_hook(lambda m, i, out: products.append(out.dtype))
     out = fast.forward_train(batch)
     hook.remove()
-    assert products == [torch.bfloat16]  # the matrix product ran in bfloat16
+    assert products and set(products) == {torch.bfloat16}  # the matrix products ran in bfloat16
     logits, value = out["action_dist_inputs"], out["embeddings"]
     assert logits.dtype == value.dtype == torch.float32  # RLlib gets float32
-    assert (logits[~legal] == rb.MASKED_LOGIT).all()
+    assert (logits[~legal] == rb.MASKED_LOGIT).all() and torch.isfinite(logits).all()
     want = exact.forward_train(batch)
     # bfloat16 keeps 8 bits of mantissa: close to float32, not equal
     assert torch.allclose(logits[legal], want["action_dist_inputs"][legal], atol=0.05)
@@ -172,11 +183,19 @@ def test_bfloat16_module_multiplies_in_bfloat16_and_trains_float32_weights(symme
     grads = [p.grad for p in fast.parameters()]
     assert all(g is not None and g.dtype == torch.float32 for g in grads)
     assert all(p.dtype == torch.float32 for p in fast.parameters())
+    # greedy play (evaluation) is the exported agent's: float32, bit for bit
+    fast.eval()
+    exact.eval()
+    planes, mask = positions.observation(), positions.legal_mask()
+    assert np.array_equal(
+        rb.greedy_actions(fast, planes, mask), rb.greedy_actions(exact, planes, mask)
+    )
+    assert fast.bfloat16  # and the module trains in bfloat16 again afterwards
     with pytest.raises(ValueError, match="must be float32 or bfloat16, got 'fp8'"):
         rb.module_spec(network, game, precision="fp8").build()
 
 
-def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it() -> None:
+def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it(monkeypatch) -> None:
     zen4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512vl\n"
     sapphire = "flags\t\t: avx512f amx_tile amx_bf16 amx_int8\n"
     graviton3 = "Features\t: fp asimd sve bf16 i8mm\n"
@@ -184,7 +203,10 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it() -> None:
     assert rb.cpu_has_bfloat16(zen4) and rb.cpu_has_bfloat16(sapphire)
     assert rb.cpu_has_bfloat16(graviton3)
     assert not rb.cpu_has_bfloat16(skylake) and not rb.cpu_has_bfloat16("")
-    assert rb.resolve_precision("auto") == ("bfloat16" if rb.cpu_has_bfloat16() else "float32")
+    for native, want in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(rb, "cpu_has_bfloat16", lambda native=native: native)
+        assert rb.resolve_precision("auto") == want
+        assert rb.resolve_precision("bfloat16") == "bfloat16"
     assert rb.resolve_precision("float32") == "float32"
     with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
         rb.resolve_precision("half")
