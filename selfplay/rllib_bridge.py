@@ -179,14 +179,10 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
             (np.asarray(cells), np.asarray(actions))
             for cells, actions in model_config.get(SYMMETRIES_KEY, ())
         ]
-        precision = model_config.get(PRECISION_KEY, "float32")
-        if precision not in ("float32", "bfloat16"):
-            raise ValueError(
-                f"model_config[{PRECISION_KEY!r}] must be float32 or bfloat16, got {precision!r}"
-            )
         # bfloat16: the net's matrix products run under autocast (float32 weights, optimizer
         # and loss); outputs come back float32 for RLlib's distributions and PPO's ratios
-        self.bfloat16 = precision == "bfloat16"
+        precision = model_config.get(PRECISION_KEY, "float32")
+        self.bfloat16 = resolve_precision(precision) == "bfloat16"
 
     @contextlib.contextmanager
     def float32(self) -> Iterator[PolicyValueRLModule]:
@@ -1082,7 +1078,7 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         entropy_coeff=cfg.entropy_coeff,
         opening_plies=cfg.opening_plies,
         symmetric=cfg.symmetric,
-        precision=resolve_precision(cfg.precision),
+        precision=cfg.precision,
         num_env_runners=cfg.workers,
         num_envs_per_env_runner=cfg.games_per_worker,
         snapshot_every=cfg.snapshot_every,

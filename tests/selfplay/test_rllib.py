@@ -191,7 +191,9 @@ def test_bfloat16_module_multiplies_in_bfloat16_and_trains_float32_weights(
         rb.greedy_actions(fast, planes, mask), rb.greedy_actions(exact, planes, mask)
     )
     assert fast.bfloat16  # and the module trains in bfloat16 again afterwards
-    with pytest.raises(ValueError, match="must be float32 or bfloat16, got 'fp8'"):
+    with pytest.raises(
+        ValueError, match="precision must be one of auto, float32, bfloat16, got 'fp8'"
+    ):
         rb.module_spec(network, game, precision="fp8").build()
 
 
