@@ -156,6 +156,18 @@ class TrainConfig:
     """ppo: passes of SGD over each iteration's steps"""
     entropy_coeff: float = 0.01
     """ppo: weight of the entropy bonus in the loss"""
+    ppo_lr_decay_steps: int = 0
+    """ppo: environment steps over which Adam's rate falls linearly from lr to ppo_lr_final
+    (RLlib's schedule on the steps sampled so far, so a resumed run goes on where it was);
+    0 keeps lr constant"""
+    ppo_lr_final: float = 0.0
+    """ppo: the rate at the end of ppo_lr_decay_steps and after"""
+    ppo_clip: float = 0.3
+    """ppo: clip range of the policy ratio (RLlib's clip_param)"""
+    ppo_kl_coeff: float = 0.2
+    """ppo: starting weight of RLlib's adaptive KL penalty (it grows while an iteration's KL
+    exceeds twice its 0.01 target and shrinks below half of it); 0 turns the penalty off and
+    leaves the step size to the clip alone, as most PPO implementations do"""
     opening_plies: int = 0
     """ppo: self-play games start after 0..k uniformly random plies (0: from the empty board),
     so the policy meets many positions rather than replaying its own favourite lines"""
@@ -329,6 +341,7 @@ _INT_MIN: dict[str, int] = {
             "seed",
             "play_simulations",
             "opening_plies",
+            "ppo_lr_decay_steps",
         ),
         0,
     ),
@@ -338,6 +351,7 @@ _FLOAT_POSITIVE = frozenset(
         "c_puct",
         "dirichlet_alpha",
         "lr",
+        "ppo_clip",
         "max_sample_reuse",
         "minutes",
         "eval_every_minutes",

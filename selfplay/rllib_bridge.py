@@ -829,12 +829,20 @@ class PPOSettings:
     """passes over each iteration's batch"""
     lr: float = 3e-4
     """Adam learning rate"""
+    lr_decay_steps: int = 0
+    """environment steps over which the rate falls linearly from lr to lr_final (0: constant)"""
+    lr_final: float = 0.0
+    """the rate at the end of lr_decay_steps and after"""
     gamma: float = 0.99
     """discount per ply (below 1: quicker wins are worth more)"""
     lambda_: float = 0.95
     """GAE lambda"""
     entropy_coeff: float = 0.01
     """entropy bonus"""
+    clip_param: float = 0.3
+    """clip range of the policy ratio"""
+    kl_coeff: float = 0.2
+    """starting weight of RLlib's adaptive KL penalty; 0 turns it off (use_kl_loss=False)"""
     opening_plies: int = 0
     """self-play games start after 0..k uniformly random plies (0: from the empty board)"""
     symmetric: bool = False
@@ -867,6 +875,13 @@ class PPOSettings:
     """minutes between evaluations during training (0: only at the end)"""
     seed: int = 0
     """seed of RLlib (torch, env runners) and of the episode mapping"""
+
+    def lr_schedule(self) -> float | list[list[float]]:
+        """RLlib's ``lr``: the constant rate, or the points of its piecewise-linear schedule
+        over environment steps sampled (flat after the last)."""
+        if self.lr_decay_steps == 0:
+            return self.lr
+        return [[0, self.lr], [self.lr_decay_steps, self.lr_final]]
 
     def league_config(self) -> LeagueConfig:
         """The `SelfPlayLeague` config these settings describe."""
@@ -920,10 +935,13 @@ def build_ppo(
         )
         .learners(num_learners=0)  # learn in the driver process (CPU, or its GPU)
         .training(
-            lr=settings.lr,
+            lr=settings.lr_schedule(),
             gamma=settings.gamma,
             lambda_=settings.lambda_,
             entropy_coeff=settings.entropy_coeff,
+            clip_param=settings.clip_param,
+            use_kl_loss=settings.kl_coeff > 0,
+            kl_coeff=settings.kl_coeff,
             train_batch_size_per_learner=settings.train_batch_size,
             minibatch_size=settings.minibatch_size,
             num_epochs=settings.num_epochs,
@@ -1044,6 +1062,17 @@ def _cfg_value(cfg_like: Any, key: str, default: Any) -> Any:
     return getattr(cfg_like, key, default)
 
 
+# the learner results a run logs and summarises (RLlib's names)
+LEARNER_STATS = (
+    "total_loss",
+    "policy_loss",
+    "vf_loss",
+    "entropy",
+    "mean_kl_loss",
+    "curr_kl_coeff",
+    "default_optimizer_learning_rate",
+)
+
 _CFG_OVERRIDES = ("lr", "seed", "eval_games", "checkpoint_every_minutes")
 
 
@@ -1076,6 +1105,10 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         minibatch_size=cfg.batch_size,
         num_epochs=cfg.ppo_epochs,
         entropy_coeff=cfg.entropy_coeff,
+        clip_param=cfg.ppo_clip,
+        lr_decay_steps=cfg.ppo_lr_decay_steps,
+        lr_final=cfg.ppo_lr_final,
+        kl_coeff=cfg.ppo_kl_coeff,
         opening_plies=cfg.opening_plies,
         symmetric=cfg.symmetric,
         precision=cfg.precision,
@@ -1205,7 +1238,7 @@ def train_ppo(
             "learner": {
                 key: float(value)
                 for key, value in result.get("learners", {}).get(LEARNER, {}).items()
-                if key in ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss")
+                if key in LEARNER_STATS
             },
         }
     finally:
@@ -1253,9 +1286,7 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
     def log(iteration: int, result: dict[str, Any]) -> None:
         learner = result.get("learners", {}).get(LEARNER, {})
         metrics = {
-            f"learner/{key}": float(value)
-            for key, value in learner.items()
-            if key in ("total_loss", "policy_loss", "vf_loss", "entropy", "mean_kl_loss")
+            f"learner/{key}": float(value) for key, value in learner.items() if key in LEARNER_STATS
         }
         runners = result.get("env_runners", {})
         for key in ("episode_return_mean", "episode_len_mean", "num_env_steps_sampled_lifetime"):

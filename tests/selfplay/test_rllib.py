@@ -387,6 +387,36 @@ def test_ppo_settings_and_network_of_a_train_config() -> None:
     assert game == GAME and network.hidden == (32, 32) and overrides == {"lr": 0.1}
 
 
+def test_ppo_clip_kl_penalty_and_lr_decay_reach_rllib(local_ray) -> None:
+    from selfplay.config import config_from_dict, load_preset
+
+    changes = {"ppo_clip": 0.2, "ppo_kl_coeff": 0, "ppo_lr_decay_steps": 512, "ppo_lr_final": 1e-4}
+    settings = rb.ppo_settings(config_from_dict(changes, base=load_preset("connect_four_ppo")))
+    assert (settings.clip_param, settings.kl_coeff) == (0.2, 0.0)
+    assert settings.lr_schedule() == [[0, 3e-4], [512, 1e-4]]
+    assert rb.PPOSettings(lr=1e-3).lr_schedule() == 1e-3  # no decay: a constant rate
+    tiny = tiny_settings(clip_param=0.2, kl_coeff=0.0, lr=1e-3, lr_decay_steps=512, lr_final=1e-4)
+    algo = rb.build_ppo(GAME, mlp(), tiny)
+    try:
+        assert (algo.config.clip_param, algo.config.use_kl_loss) == (0.2, False)
+        optimizer = algo.learner_group._learner.get_optimizer(rb.LEARNER)
+        rates = []
+        for _ in range(3):  # 256 steps each: half way down, then past the end
+            stats = algo.train()["learners"][rb.LEARNER]
+            rates.append(optimizer.param_groups[0]["lr"])
+        # no KL term in the loss: total = policy + vf_coeff * vf - entropy_coeff * entropy
+        expected = stats["policy_loss"] + stats["vf_loss"] - 0.01 * stats["entropy"]
+        assert stats["total_loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+        assert rates[0] < 1e-3 and rates[0] > rates[1] and rates[1:] == pytest.approx([1e-4] * 2)
+    finally:
+        algo.stop()
+    with_kl = rb.build_ppo(GAME, mlp(), tiny_settings(kl_coeff=0.5))
+    try:
+        assert (with_kl.config.use_kl_loss, with_kl.config.kl_coeff) == (True, 0.5)
+    finally:
+        with_kl.stop()
+
+
 def test_env_opening_plies_start_games_from_random_positions() -> None:
     env = rb.make_env({"game": "connect_four", "opening_plies": 4})
     stones = []
@@ -619,6 +649,14 @@ def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) 
     assert "PPO iterations" in first.stdout and "evaluation: score" in first.stdout
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("learner/total_loss" in line for line in lines)
+    # the rate and the KL penalty's weight, as RLlib used them (the preset's constant 2e-3)
+    rates = {
+        line["learner/default_optimizer_learning_rate"]
+        for line in lines
+        if "learner/default_optimizer_learning_rate" in line
+    }
+    assert rates and all(rate == pytest.approx(2e-3) for rate in rates)
+    assert any("learner/curr_kl_coeff" in line for line in lines)
     assert any("eval/score_vs_random" in line and "eval/elo" in line for line in lines)
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     league = json.loads((run_dir / "league.json").read_text())
