@@ -61,7 +61,7 @@ ALGOS = ("alphazero", "ppo")  # ppo: PPO self-play through RLlib (selfplay.rllib
 NETS = ("convnet", "transformer", "mlp")
 SEARCHES = ("gumbel", "puct")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "float32", "bfloat16")  # ppo: selfplay.rllib_bridge.resolve_precision
+PRECISIONS = ("auto", "float32", "bfloat16")  # ppo; resolved by rllib_bridge.resolve_precision
 # Kept in step with selfplay.tracking.WANDB_MODES (a test checks); not imported from there so
 # that building a config never imports tqdm or anything tracking grows to need.
 WANDB_MODES = ("online", "offline", "disabled")

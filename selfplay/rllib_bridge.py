@@ -64,6 +64,7 @@ from agents.networks import (
 )
 from agents.players import make_player
 from selfplay.arena import play_match
+from selfplay.config import PRECISIONS
 from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
 from selfplay.tracking import write_json_atomic
 
@@ -263,8 +264,8 @@ def resolve_precision(precision: str) -> str:
     the CPU multiplies it natively (`cpu_has_bfloat16`), else float32."""
     if precision == "auto":
         return "bfloat16" if cpu_has_bfloat16() else "float32"
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be one of auto, float32, bfloat16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
 
 
@@ -1231,7 +1232,7 @@ def train_ppo(
             "checkpoint": str(path),
             "iterations": algo.iteration,
             "iterations_this_run": algo.iteration - start_iteration,
-            "precision": resolve_precision(settings.precision),
+            "precision": "bfloat16" if learner_module(algo).bfloat16 else "float32",
             "league": driver_callback(algo).summary(),
             "snapshots": driver_callback(algo).league.snapshot_names(),
             "evaluation": evaluation,

@@ -595,6 +595,7 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
     # evaluated during training and once more at the end; the end's checkpoint was announced
     assert [i for i, _ in evaluations] == [1, 2] and saved == [2]  # (iteration 2 once)
     assert evaluations[-1][1] == first["evaluation"]
+    assert first["precision"] == "bfloat16"  # what the learner's module computed in
     # the league hook decided: self-play before the first snapshot, then only the snapshot
     # (episodes started in iteration 1 may end in iteration 2, still against main)
     opponents = first["league"]["opponents"]
