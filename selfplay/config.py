@@ -270,6 +270,11 @@ class TrainConfig:
                 f"precision {self.precision} works with algo ppo only (alphazero trains in "
                 f"float32), got algo {self.algo}"
             )
+        if self.ppo_lr_final and not self.ppo_lr_decay_steps:
+            raise ValueError(
+                f"ppo_lr_final {self.ppo_lr_final} needs ppo_lr_decay_steps > 0 (the steps over "
+                f"which the rate falls to it), got ppo_lr_decay_steps 0"
+            )
         if self.league_gating == "sprt":
             if self.algo != "alphazero":
                 raise ValueError(

@@ -232,6 +232,9 @@ def test_opening_plies_are_for_ppo_only() -> None:
     allowed = "precision must be one of auto, float32, bfloat16, got 'fp16'"
     with pytest.raises(ValueError, match=allowed):
         TrainConfig(algo="ppo", precision="fp16")
+    with pytest.raises(ValueError, match="ppo_lr_final 3e-05 needs ppo_lr_decay_steps > 0"):
+        TrainConfig(algo="ppo", ppo_lr_final=3e-5)
+    assert TrainConfig(algo="ppo", ppo_lr_final=3e-5, ppo_lr_decay_steps=10).ppo_lr_final == 3e-5
 
 
 def test_ppo_runs_saved_before_the_ppo_fields_keep_their_sampling() -> None:
