@@ -9,11 +9,13 @@
 #              (TRAIN_MINUTES, default 5; TRAIN_WORKERS, default: the preset's); it runs in the
 #              background while `tests` runs (tests are compile-bound, training CPU-bound)
 #   net        `selfplay bench net --device cuda` (evals/s, share of the GPU's matmul peak)
+#   overhead   scripts/bench_attention_overhead.py (per-call cost of one small attention call,
+#              Triton's launch path against the cached launchers)
 #   attention  scripts/bench_attention.py (our kernel vs every SDPA backend); --quick: reduced grid
 #   sweep      (not in the default) scripts/bench_attention.py --sweep --grid compact: time every
 #              candidate launch configuration, then compare with the winners; for retuning the
 #              table in kernels/attention/op.py on a new GPU
-# The timed parts (net, attention) run alone, after the others have finished.
+# The timed parts (net, overhead, attention) run alone, after the others have finished.
 #
 # Every output is also written under $OUT when it is set (at most 8 files, flat). Exit status:
 # that of the tests when they ran, else 0 (every part runs even when an earlier one fails).
@@ -26,14 +28,14 @@ PARTS=()
 for arg in "$@"; do
     case "$arg" in
     --quick) QUICK=(--quick) ;;
-    tests | train | net | attention | sweep) PARTS+=("$arg") ;;
+    tests | train | net | overhead | attention | sweep) PARTS+=("$arg") ;;
     *)
-        echo "gpu_check: unknown argument '$arg' (allowed: --quick, tests, train, net, attention, sweep)" >&2
+        echo "gpu_check: unknown argument '$arg' (allowed: --quick, tests, train, net, overhead, attention, sweep)" >&2
         exit 2
         ;;
     esac
 done
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests train net attention)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests train net overhead attention)
 want() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 
 out() { # out FILE: copy stdin to the terminal and to $OUT/FILE when $OUT is set
@@ -105,6 +107,10 @@ fi
 
 if want net; then
     "$PY" -m selfplay.cli bench net --device cuda 2>&1 | out bench_net.txt
+fi
+
+if want overhead; then
+    "$PY" scripts/bench_attention_overhead.py 2>&1 | out bench_attention_overhead.txt
 fi
 
 if want attention; then

@@ -22,6 +22,12 @@ Backends:
 Launch configurations (tiles, warps, stages, fused or split backward) come from
 :func:`pick_config`, a table by (T, D) set from ``scripts/bench_attention.py --sweep``;
 :func:`override_config` swaps one in for a block of code.
+
+Small batches are launch-bound, so the per-call path is kept short: a call that needs no
+gradient makes no autograd node, and :func:`_launch` goes through Triton's dispatch only on the
+first call with a given signature, then calls the compiled launcher directly
+(``SELFPLAY_ATTENTION_FAST_LAUNCH=0`` turns that off). ``scripts/bench_attention_overhead.py``
+measures each layer of a call.
 """
 
 from __future__ import annotations
@@ -349,15 +355,102 @@ def override_config(T: int, D: int, config: LaunchConfig) -> Iterator[None]:
 
 
 def _poison_enabled() -> bool:
-    return os.environ.get(ENV_POISON, "") == "1"
+    # Eager calls only: under torch.compile the NaN fill of a buffer the kernel then overwrites
+    # gave wrong compiled results (H100, torch 2.11), so compiled code never poisons.
+    return os.environ.get(ENV_POISON, "") == "1" and not torch.compiler.is_compiling()
 
 
-def _new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An output buffer for a kernel: uninitialised, or NaN-filled in poison (debug) mode."""
+def _new_buffer(
+    shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, poison: bool | None = None
+) -> torch.Tensor:
+    """An output buffer for a kernel: uninitialised, or NaN-filled in poison (debug) mode.
+    ``poison``: the mode when the caller has read it already (one environment read per call)."""
     out = torch.empty(shape, dtype=dtype, device=device)
-    if _poison_enabled():
+    if _poison_enabled() if poison is None else poison:
         out.fill_(float("nan"))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Launching: Triton's dispatch once per call signature, the compiled launcher after that.
+# --------------------------------------------------------------------------------------------
+
+ENV_FAST_LAUNCH = "SELFPLAY_ATTENTION_FAST_LAUNCH"
+FAST_LAUNCH = os.environ.get(ENV_FAST_LAUNCH, "1") != "0"
+"""Call compiled kernels' launchers directly after their first launch (see :func:`_launch`).
+Set ``SELFPLAY_ATTENTION_FAST_LAUNCH=0`` (or this flag to False) for Triton's own path always."""
+
+# Triton versions whose compiled launcher takes every kernel parameter, constexprs included, in
+# signature order (checked on 3.6 with the gpu tests; read in 3.9's source); older ones use
+# Triton's own launch path on every call.
+_FAST_LAUNCH_TRITON = triton is not None and tuple(
+    int(x) for x in triton.__version__.split(".")[:2] if x.isdigit()
+) >= (3, 6)
+
+_LAUNCHERS: dict[tuple, tuple | None] = {}
+_MISSING = object()
+_current_stream = None  # Triton's own "current CUDA stream" getter, looked up on first use
+
+
+def _launch(
+    kernel, grid: tuple[int, ...], args: tuple, meta: dict[str, object], options: dict[str, int]
+) -> None:
+    """``kernel[grid](*args, **meta, **options)``, without Triton's per-call dispatch.
+
+    Triton binds and specializes every argument, hashes a cache key and reads its settings on
+    each ``kernel[grid](...)`` call: 21-29 us per launch of our forward kernel on the H100
+    machine (torch 2.11, Triton 3.6), against 6-9 us for the compiled kernel's launcher alone; a
+    small board-game batch is all launch overhead. So the first call with a given signature goes
+    through Triton (which compiles or finds the kernel and launches it), and its compiled kernel
+    is kept under a key that fixes everything Triton specializes on: each int argument's value
+    (Triton looks at == 1, divisibility by 16 and the bit width), each tensor's dtype and
+    16-byte alignment, the GPU, the constexprs and the launch options. Later calls with that key
+    call the compiled launcher directly.
+
+    Triton's path is used every time under its interpreter, inside ``torch.compile`` (which
+    traces the ``kernel[grid]`` call), for Triton versions before 3.6, with ``FAST_LAUNCH``
+    off, and when Triton launch hooks (a profiler) were installed at a signature's first call.
+    """
+    if not FAST_LAUNCH or not _FAST_LAUNCH_TRITON or _INTERPRETED or torch.compiler.is_compiling():
+        kernel[grid](*args, **meta, **options)
+        return
+    key = (
+        kernel,
+        args[0].device.index,  # a compiled kernel is loaded on one GPU
+        *[(a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else a for a in args],
+        *meta.items(),
+        *options.items(),
+    )
+    entry = _LAUNCHERS.get(key, _MISSING)
+    if entry is _MISSING:
+        compiled = kernel[grid](*args, **meta, **options)
+        _LAUNCHERS[key] = _compiled_launcher(kernel, compiled, len(args), meta)
+        return
+    if entry is None:
+        kernel[grid](*args, **meta, **options)
+        return
+    run, function, packed_metadata, constexprs = entry
+    global _current_stream
+    if _current_stream is None:
+        _current_stream = triton.runtime.driver.active.get_current_stream
+    stream = _current_stream(args[0].device.index)
+    grid_y = grid[1] if len(grid) > 1 else 1
+    run(grid[0], grid_y, 1, stream, function, packed_metadata, None, None, None, *args, *constexprs)
+
+
+def _compiled_launcher(kernel, compiled, n_args: int, meta: dict[str, object]) -> tuple | None:
+    """(launcher, function handle, packed metadata, constexpr values in parameter order) of a
+    compiled kernel, or None when Triton's own path must be kept (see :func:`_launch`)."""
+    try:
+        knobs = getattr(triton, "knobs", None)
+        hooks = knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook
+        # None, or (newer Triton) a chain of hooks that is empty unless a profiler added one
+        if any(hook is not None and getattr(hook, "calls", True) for hook in hooks):
+            return None
+        constexprs = tuple(meta[name] for name in kernel.arg_names[n_args:])
+        return compiled.run, compiled.function, compiled.packed_metadata, constexprs
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 def _mask_args(
@@ -392,35 +485,20 @@ def triton_forward(
     units; +inf for rows with no real key)."""
     B, H, T, D = q.shape
     cfg = config or pick_config(T, D, q.element_size())
-    o = _new_buffer((B, H, T, D), q.dtype, q.device)  # (B, H, T, D)
-    lse = _new_buffer((B * H, T), torch.float32, q.device)  # (B*H, T)
+    poison = _poison_enabled()
+    o = _new_buffer((B, H, T, D), q.dtype, q.device, poison)  # (B, H, T, D)
+    lse = _new_buffer((B * H, T), torch.float32, q.device, poison)  # (B*H, T)
     mask, stride_mb, stride_mt = _mask_args(key_padding_mask, q)
     sm_scale = 1.0 / math.sqrt(D)
-    grid = (B * H, triton.cdiv(T, cfg.block_m))
-    _kernel.attn_fwd_kernel[grid](
-        q,
-        k,
-        v,
-        mask,
-        o,
-        lse,
-        *q.stride(),
-        *k.stride(),
-        *v.stride(),
-        *o.stride(),
-        stride_mb,
-        stride_mt,
-        H,
-        T,
-        sm_scale * math.log2(math.e),
-        HAS_MASK=key_padding_mask is not None,
-        HEAD_DIM=D,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-        **_dot_meta(q.dtype),
-    )
+    _launch(
+        _kernel.attn_fwd_kernel,
+        (B * H, triton.cdiv(T, cfg.block_m)),
+        (q, k, v, mask, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+         stride_mb, stride_mt, H, T, sm_scale * math.log2(math.e)),
+        dict(HAS_MASK=key_padding_mask is not None, HEAD_DIM=D, BLOCK_M=cfg.block_m,
+             BLOCK_N=cfg.block_n, **_dot_meta(q.dtype)),
+        dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
+    )  # fmt: skip
     return o, lse
 
 
@@ -439,9 +517,10 @@ def triton_backward(
     cfg = config or pick_config(T, D, q.element_size())
     if do.dtype != q.dtype:
         do = do.to(q.dtype)
-    dq = _new_buffer((B, H, T, D), q.dtype, q.device)
-    dk = _new_buffer((B, H, T, D), q.dtype, q.device)
-    dv = _new_buffer((B, H, T, D), q.dtype, q.device)
+    poison = _poison_enabled()
+    dq = _new_buffer((B, H, T, D), q.dtype, q.device, poison)
+    dk = _new_buffer((B, H, T, D), q.dtype, q.device, poison)
+    dv = _new_buffer((B, H, T, D), q.dtype, q.device, poison)
     mask, stride_mb, stride_mt = _mask_args(key_padding_mask, q)
     sm_scale = 1.0 / math.sqrt(D)
     qk_scale = sm_scale * math.log2(math.e)
@@ -449,76 +528,44 @@ def triton_backward(
     dot_meta = _dot_meta(q.dtype)
 
     if cfg.uses_fused_bwd(T):
-        _kernel.attn_bwd_fused_kernel[(B * H,)](
-            q,
-            k,
-            v,
-            o,
-            do,
-            mask,
-            lse,
-            dq,
-            dk,
-            dv,
-            *q.stride(),
-            *k.stride(),
-            *v.stride(),
-            *o.stride(),
-            *do.stride(),
-            stride_mb,
-            stride_mt,
-            H,
-            T,
-            sm_scale,
-            qk_scale,
-            HAS_MASK=has_mask,
-            HEAD_DIM=D,
-            BLOCK=fused_block(T),
-            num_warps=cfg.fused_warps,
-            **dot_meta,
-        )
+        _launch(
+            _kernel.attn_bwd_fused_kernel,
+            (B * H,),
+            (q, k, v, o, do, mask, lse, dq, dk, dv, *q.stride(), *k.stride(), *v.stride(),
+             *o.stride(), *do.stride(), stride_mb, stride_mt, H, T, sm_scale, qk_scale),
+            dict(HAS_MASK=has_mask, HEAD_DIM=D, BLOCK=fused_block(T), **dot_meta),
+            dict(num_warps=cfg.fused_warps),
+        )  # fmt: skip
         return dq, dk, dv
 
-    delta = _new_buffer((B * H, T), torch.float32, q.device)  # (B*H, T)
-    _kernel.attn_bwd_preprocess_kernel[(B * H, triton.cdiv(T, cfg.bwd_owned))](
-        o,
-        do,
-        delta,
-        *o.stride(),
-        *do.stride(),
-        H,
-        T,
-        HEAD_DIM=D,
-        BLOCK_M=cfg.bwd_owned,
-        num_warps=cfg.bwd_warps,
-    )
-    common = (
-        *q.stride(),
-        *k.stride(),
-        *v.stride(),
-        *do.stride(),
-        stride_mb,
-        stride_mt,
-        H,
-        T,
-        sm_scale,
-        qk_scale,
-    )
-    meta = dict(
-        HAS_MASK=has_mask,
-        HEAD_DIM=D,
-        num_warps=cfg.bwd_warps,
-        num_stages=cfg.bwd_stages,
-        **dot_meta,
-    )
+    delta = _new_buffer((B * H, T), torch.float32, q.device, poison)  # (B*H, T)
     # each program owns bwd_owned keys (dK/dV) or queries (dQ) and loops over the other side
-    _kernel.attn_bwd_dkdv_kernel[(B * H, triton.cdiv(T, cfg.bwd_owned))](
-        q, k, v, do, mask, lse, delta, dk, dv, *common,
-        BLOCK_M=cfg.bwd_inner, BLOCK_N=cfg.bwd_owned, **meta,
+    grid = (B * H, triton.cdiv(T, cfg.bwd_owned))
+    _launch(
+        _kernel.attn_bwd_preprocess_kernel,
+        grid,
+        (o, do, delta, *o.stride(), *do.stride(), H, T),
+        dict(HEAD_DIM=D, BLOCK_M=cfg.bwd_owned),
+        dict(num_warps=cfg.bwd_warps),
+    )
+    common = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), stride_mb, stride_mt, H, T,
+              sm_scale, qk_scale)  # fmt: skip
+    options = dict(num_warps=cfg.bwd_warps, num_stages=cfg.bwd_stages)
+    _launch(
+        _kernel.attn_bwd_dkdv_kernel,
+        grid,
+        (q, k, v, do, mask, lse, delta, dk, dv, *common),
+        dict(HAS_MASK=has_mask, HEAD_DIM=D, BLOCK_M=cfg.bwd_inner, BLOCK_N=cfg.bwd_owned,
+             **dot_meta),
+        options,
     )  # fmt: skip
-    _kernel.attn_bwd_dq_kernel[(B * H, triton.cdiv(T, cfg.bwd_owned))](
-        q, k, v, do, mask, lse, delta, dq, *common,
-        BLOCK_M=cfg.bwd_owned, BLOCK_N=cfg.bwd_inner, **meta,
+    _launch(
+        _kernel.attn_bwd_dq_kernel,
+        grid,
+        (q, k, v, do, mask, lse, delta, dq, *common),
+        dict(HAS_MASK=has_mask, HEAD_DIM=D, BLOCK_M=cfg.bwd_owned, BLOCK_N=cfg.bwd_inner,
+             **dot_meta),
+        options,
     )  # fmt: skip
     return dq, dk, dv
 
@@ -597,4 +644,9 @@ def attention(
         reason = "torch.jit.trace cannot record a Triton launch (use sdpa, or torch.compile)"
     if reason is not None:
         raise ValueError(f"cannot use backend='triton': {reason}")
+    if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+        # Inference (self-play, search): no autograd node. Making one costs about 25 us a call
+        # on the H100 machine (attention() 68 us against 38 us for triton_forward alone at
+        # B = H = 1), as much as the launch itself.
+        return triton_forward(q, k, v, key_padding_mask)[0]
     return _TritonAttention.apply(q, k, v, key_padding_mask)

@@ -175,6 +175,18 @@ def test_triton_multi_tile_configs(name: str) -> None:
 
 
 @needs_triton
+@pytest.mark.parametrize("T", [32, 42])
+@pytest.mark.parametrize("name", list(MULTI_TILE_CONFIGS))
+def test_triton_multi_tile_configs_unpadded(name: str, T: int) -> None:
+    """Without a mask the key loops split into unchecked full blocks and a masked tail: T = 32
+    is a whole number of tiles (no tail), T = 42 has a ragged one."""
+    D = 16
+    q, k, v, do = _inputs(2, 2, T, D, torch.float32, TRITON_DEVICE, seed=6)
+    with op.override_config(T, D, MULTI_TILE_CONFIGS[name]):
+        assert_close_to_reference(q, k, v, None, do, backend="triton")
+
+
+@needs_triton
 @pytest.mark.slow
 @pytest.mark.parametrize("T", [9, 42])
 def test_every_sweep_candidate_is_correct(T: int) -> None:
@@ -260,6 +272,82 @@ def test_poisoned_buffers_are_nan_and_fail_the_check(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(op, "triton_forward", forward_missing_one_row)
     with pytest.raises(AssertionError, match="non-finite"):
         assert_close_to_reference(q, k, v, None, do, backend="triton")
+
+
+@needs_triton
+def test_autograd_node_only_when_a_gradient_is_needed() -> None:
+    """Inference calls skip the autograd.Function (its cost is per call), training calls don't."""
+    q, k, v, _ = _inputs(1, 2, 9, 16, torch.float32, TRITON_DEVICE)
+    qd, kd, vd = (t.detach() for t in (q, k, v))
+    with_grad = kernels.attention(q, k, v, backend="triton")
+    assert type(with_grad.grad_fn).__name__ == "_TritonAttentionBackward"
+    plain = kernels.attention(qd, kd, vd, backend="triton")
+    with torch.no_grad():
+        no_grad = kernels.attention(q, k, v, backend="triton")
+    assert plain.grad_fn is None and no_grad.grad_fn is None
+    assert torch.equal(plain, with_grad.detach()) and torch.equal(no_grad, plain)
+
+
+class _FakeCompiled:
+    """Stands in for Triton's CompiledKernel (no GPU here): records direct launcher calls."""
+
+    function, packed_metadata = "fn-handle", "packed"
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def run(self, *args) -> None:
+        self.calls.append(("direct", args))
+
+
+class _FakeKernel:
+    """Stands in for a JITFunction: kernel[grid](...) records the call and returns a compiled
+    kernel, as Triton's launch path does."""
+
+    arg_names = ("X", "stride", "n", "BLOCK", "FLAG")
+
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.calls.append(("triton", grid, args, kwargs))
+            return _FakeCompiled(self.calls)
+
+        return launch
+
+
+def test_launch_goes_through_triton_once_per_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    """First call with a signature: Triton's path; repeats: the compiled launcher, constexprs
+    appended in parameter order; a new int value, dtype or alignment: Triton's path again."""
+    monkeypatch.setattr(op, "_LAUNCHERS", {})
+    monkeypatch.setattr(op, "_INTERPRETED", False)
+    monkeypatch.setattr(op, "_FAST_LAUNCH_TRITON", True)
+    monkeypatch.setattr(op, "FAST_LAUNCH", True)
+    monkeypatch.setattr(op, "_current_stream", lambda index: "stream")
+    kernel = _FakeKernel()
+    x = torch.zeros(64)
+    meta, options = {"FLAG": True, "BLOCK": 16}, {"num_warps": 2}  # kwargs in any order
+
+    op._launch(kernel, (3, 2), (x, 1, 7), meta, options)
+    op._launch(kernel, (5,), (x, 1, 7), meta, options)
+    assert [c[0] for c in kernel.calls] == ["triton", "direct"]
+    assert kernel.calls[0][1:] == ((3, 2), (x, 1, 7), {"FLAG": True, "BLOCK": 16, "num_warps": 2})
+    direct = kernel.calls[1][1]
+    assert direct[:9] == (5, 1, 1, "stream", "fn-handle", "packed", None, None, None)
+    assert direct[9:] == (x, 1, 7, 16, True)  # parameter order: X, stride, n, BLOCK, FLAG
+
+    op._launch(kernel, (5,), (x, 16, 7), meta, options)  # stride 1 -> 16: new specialization
+    op._launch(kernel, (5,), (x[1:], 1, 7), meta, options)  # 4-byte offset: not 16-aligned
+    op._launch(kernel, (5,), (x.double(), 1, 7), meta, options)  # new dtype
+    op._launch(kernel, (5,), (x, 1, 7), meta, {"num_warps": 4})  # new launch option
+    assert [c[0] for c in kernel.calls[2:]] == ["triton"] * 4
+    op._launch(kernel, (5,), (x[4:], 16, 7), meta, options)  # 16-byte offset: like x
+    assert kernel.calls[-1][0] == "direct"
+
+    monkeypatch.setattr(op, "FAST_LAUNCH", False)
+    op._launch(kernel, (5,), (x, 1, 7), meta, options)
+    assert kernel.calls[-1][0] == "triton"
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,3 +522,63 @@ def test_gpu_sdpa_fallback_matches_reference() -> None:
     q, k, v, do = _inputs(4, 4, 81, 48, torch.bfloat16, "cuda", seed=10)  # D=48: sdpa only
     mask = _padding_mask([81, 1, 40, 0], 81, "cuda")
     assert_close_to_reference(q, k, v, mask, do, backend=None)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("T", [9, 81, 361])  # fused backward (9, 81), three-kernel one (361)
+def test_gpu_fast_launch_matches_triton_launch(T: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeat calls go through the compiled launchers and give bitwise the results of Triton's
+    own path; a new layout (strides, a pointer off 16-byte alignment) gets its own kernel."""
+    monkeypatch.setattr(op, "_LAUNCHERS", {})
+    q, k, v, do = _inputs(8, 4, T, 64, torch.bfloat16, "cuda", seed=11)
+    mask = _padding_mask([T, 1, T // 2, 0, T, 5 % T, T - 1, T], T, "cuda")
+
+    def run() -> list[torch.Tensor]:
+        return _forward_backward(
+            lambda *a: kernels.attention(*a, backend="triton"), q, k, v, mask, do
+        )
+
+    monkeypatch.setattr(op, "FAST_LAUNCH", False)
+    triton_path = run()
+    assert not op._LAUNCHERS
+    monkeypatch.setattr(op, "FAST_LAUNCH", True)
+    for _ in range(3):  # the first fills the cache through Triton, the others use it
+        for a, b in zip(triton_path, run(), strict=True):
+            assert torch.equal(a, b)
+    assert op._LAUNCHERS and all(entry is not None for entry in op._LAUNCHERS.values())
+    with torch.no_grad():  # the inference path (no autograd node) too
+        assert torch.equal(kernels.attention(q, k, v, mask, backend="triton"), triton_path[0])
+
+    def misaligned(t: torch.Tensor) -> torch.Tensor:
+        flat = torch.empty(t.numel() + 1, device="cuda", dtype=t.dtype)[1:]  # 2 bytes off
+        return flat.view(t.shape).copy_(t.detach()).requires_grad_(True)
+
+    def strided(t: torch.Tensor) -> torch.Tensor:  # (B, T, H, D) memory, (B, H, T, D) view
+        return t.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)
+
+    for layout in (misaligned, strided):
+        n_before = len(op._LAUNCHERS)
+        args = [layout(t) for t in (q, k, v)]
+        for _ in range(2):
+            assert_close_to_reference(*args, mask, do, backend="triton")
+        assert len(op._LAUNCHERS) > n_before, layout.__name__
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_torch_compile_runs_our_kernel() -> None:
+    """torch.compile traces the kernel launches (the network's compiled inference path uses
+    this): compiled and eager agree, with and without gradients."""
+    q, k, v, do = _inputs(4, 4, 42, 64, torch.bfloat16, "cuda", seed=12)
+
+    def f(q, k, v, mask=None):
+        return kernels.attention(q, k, v, mask, backend="triton") * 2
+
+    compiled = torch.compile(f)
+    eager_out = _forward_backward(f, q, k, v, None, do)
+    compiled_out = _forward_backward(compiled, q, k, v, None, do)
+    for a, b in zip(eager_out, compiled_out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(q, k, v), eager_out[0], rtol=1e-2, atol=1e-2)

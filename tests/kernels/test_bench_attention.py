@@ -64,3 +64,25 @@ def test_a_wrong_kernel_reports_no_speed_up(monkeypatch: pytest.MonkeyPatch) -> 
     assert record["correct"] is False and record["max_err"] > 0.1
     assert "speedup_fwdbwd" not in record and "speedup_fwd" not in record
     assert "WRONG" in bench._row(record)
+
+
+def test_overhead_script_times_both_launch_paths(capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/bench_attention_overhead.py --dry-run: every layer timed with Triton's launch path
+    and with the cached one, and the caller's FAST_LAUNCH setting restored afterwards."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_attention_overhead", SCRIPT.with_name("bench_attention_overhead.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = op.FAST_LAUNCH
+    assert module.main(["--dry-run"]) == 0
+    assert op.FAST_LAUNCH == before
+    out = capsys.readouterr().out
+    record = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert record["bench"] == "attention_overhead" and (record["T"], record["D"]) == (9, 64)
+    names = [name for name, _ in module.rows(*(torch.zeros(1, 1, 9, 16) for _ in range(4)), "cpu")]
+    assert list(record["us_per_call"]) == names
+    for name in names:
+        times = record["us_per_call"][name]
+        assert times["triton"] > 0 and times["cached"] > 0, name
+        assert name in out
