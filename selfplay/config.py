@@ -211,6 +211,10 @@ class TrainConfig:
     variance p(1-p) or linear 1-p"""
     league_snapshots: int = 20
     """frozen snapshots the league keeps (one is added at every evaluation)"""
+    league_greedy: bool = False
+    """ppo: frozen snapshots play their most likely move instead of sampling one (the learner
+    still samples its own), so a past self punishes a blunder whenever its policy sees the
+    punishing move rather than only as often as it happens to draw it"""
     league_gating: str = "none"
     """none, or sprt: frozen opponents come only from promoted snapshots; the first snapshot is
     promoted as is, each later one plays the current best in its evaluation and is promoted when
@@ -264,6 +268,11 @@ class TrainConfig:
             raise ValueError(
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "
                 f"augment), got symmetric true with algo {self.algo}"
+            )
+        if self.algo != "ppo" and self.league_greedy:
+            raise ValueError(
+                f"league_greedy works with algo ppo only (alphazero's opponents search), got "
+                f"league_greedy true with algo {self.algo}"
             )
         if self.algo != "ppo" and self.precision != "float32":
             raise ValueError(

@@ -75,6 +75,9 @@ LEARNER = "main"
 ENV_PREFIX = "selfplay_"
 """RLlib env names are ``selfplay_<game>`` (``selfplay_connect_four``, ``selfplay_tictactoe``)."""
 MASKED_LOGIT = -1e9
+GREEDY_KEY = "selfplay_greedy"
+"""Key of a module's greedy flag in its model_config: it plays its most likely legal move
+(ties drawn at random) also when RLlib samples (frozen league snapshots with league_greedy)."""
 """What illegal actions' logits become in RLlib's hands. Our nets put -inf there, which RLlib's
 Categorical survives for sampling but not for every loss term (a KL of two -inf logits is
 -inf - -inf = NaN); a large finite value gives the same probabilities (exp underflows to 0) and
@@ -184,6 +187,7 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
         # and loss); outputs come back float32 for RLlib's distributions and PPO's ratios
         precision = model_config.get(PRECISION_KEY, "float32")
         self.bfloat16 = resolve_precision(precision) == "bfloat16"
+        self.greedy = bool(model_config.get(GREEDY_KEY, False))
 
     @contextlib.contextmanager
     def float32(self) -> Iterator[PolicyValueRLModule]:
@@ -213,6 +217,9 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         logits, _ = self._policy_value(batch)
+        if self.greedy:  # only the best legal moves keep their logit: sampling takes one of them
+            best = logits.max(dim=-1, keepdim=True).values
+            logits = logits.masked_fill(logits < best, MASKED_LOGIT)
         return {Columns.ACTION_DIST_INPUTS: logits}
 
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -609,6 +616,8 @@ class LeagueSettings:
     """training iterations between frozen snapshots of the learner"""
     seed: int = 0
     """seed of the per-episode seat and opponent draw"""
+    greedy_snapshots: bool = False
+    """frozen snapshots play their most likely move (`GREEDY_KEY`)"""
     keep_assignments: int = 10_000
     """(episode id -> opponent) records kept on the driver, for inspection and tests"""
 
@@ -777,7 +786,7 @@ def add_snapshot(algo: Algorithm, callback: LeagueCallback, name: str | None = N
     name = name or f"{LEARNER}_it{algo.iteration:05d}"
     weights = module_state(algo, LEARNER)
     evicted = callback.league.add_snapshot(name, weights, step=algo.iteration)
-    _add_module(algo, name, weights)
+    _add_module(algo, name, weights, greedy=callback.settings.greedy_snapshots)
     for old in evicted:
         if old in algo.config.policies:
             algo.remove_module(old)
@@ -785,8 +794,12 @@ def add_snapshot(algo: Algorithm, callback: LeagueCallback, name: str | None = N
     return name
 
 
-def _add_module(algo: Algorithm, name: str, weights: Mapping[str, Any] | None) -> None:
+def _add_module(
+    algo: Algorithm, name: str, weights: Mapping[str, Any] | None, *, greedy: bool = False
+) -> None:
     spec = algo.config.rl_module_spec.rl_module_specs[LEARNER]
+    if greedy:
+        spec = dataclasses.replace(spec, model_config={**spec.model_config, GREEDY_KEY: True})
     # new_should_module_be_updated keeps the learner alone in training (the added module would
     # otherwise be trained if policies_to_train were None).
     algo.add_module(name, spec, new_should_module_be_updated=[LEARNER])
@@ -848,6 +861,8 @@ class PPOSettings:
     """self-play games start after 0..k uniformly random plies (0: from the empty board)"""
     symmetric: bool = False
     """the module averages the net over the board's symmetries (an exactly symmetric policy)"""
+    greedy_snapshots: bool = False
+    """frozen league snapshots play their most likely move instead of sampling"""
     precision: str = "float32"
     """number format of the net's matrix products: float32, bfloat16 (autocast), or auto
     (`resolve_precision`: bfloat16 where the driver's CPU multiplies it natively)"""
@@ -909,7 +924,11 @@ def build_ppo(
     precision = resolve_precision(settings.precision)
     spec = module_spec(network, game, symmetric=settings.symmetric, precision=precision, **options)
     agents = tuple(envs.aec_env(game, **options).possible_agents)
-    league_settings = LeagueSettings(snapshot_every=settings.snapshot_every, seed=settings.seed)
+    league_settings = LeagueSettings(
+        snapshot_every=settings.snapshot_every,
+        seed=settings.seed,
+        greedy_snapshots=settings.greedy_snapshots,
+    )
     league = league if league is not None else SelfPlayLeague(settings.league_config())
     initial_mapping = EpisodeMapping(
         league.opponent_distribution(LEARNER), agents, LEARNER, settings.seed
@@ -1006,7 +1025,7 @@ def restore(algo: Algorithm, run_dir: str | Path) -> dict[str, Any]:
     callback = driver_callback(algo)
     for name in state["snapshots"]:
         if name not in algo.config.policies:
-            _add_module(algo, name, weights=None)
+            _add_module(algo, name, weights=None, greedy=callback.settings.greedy_snapshots)
     algo.restore_from_path(str(run_dir / CHECKPOINT_DIR))
     # what was played (snapshots, results) comes back, with the weights RLlib restored; the
     # settings are this run's, as a resume may change them (the AlphaZero engine does the same)
@@ -1112,6 +1131,7 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         kl_coeff=cfg.ppo_kl_coeff,
         opening_plies=cfg.opening_plies,
         symmetric=cfg.symmetric,
+        greedy_snapshots=cfg.league_greedy,
         precision=cfg.precision,
         num_env_runners=cfg.workers,
         num_envs_per_env_runner=cfg.games_per_worker,

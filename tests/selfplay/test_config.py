@@ -225,6 +225,9 @@ def test_opening_plies_are_for_ppo_only() -> None:
         TrainConfig(mlp_layers=0)
     with pytest.raises(ValueError, match="symmetric works with algo ppo only"):
         TrainConfig(symmetric=True)
+    with pytest.raises(ValueError, match="league_greedy works with algo ppo only"):
+        TrainConfig(league_greedy=True)
+    assert TrainConfig(algo="ppo", league_greedy=True).league_greedy
     with pytest.raises(ValueError, match=r"batch_size \(PPO's minibatch\) must be <= ppo_rol"):
         TrainConfig(algo="ppo", batch_size=512, ppo_rollout=500)
     with pytest.raises(ValueError, match="precision bfloat16 works with algo ppo only"):

@@ -258,6 +258,35 @@ def test_sampling_from_masked_logits_never_picks_an_illegal_action() -> None:
     assert torch.isfinite(dist.entropy()).all() and torch.isfinite(dist.kl(dist)).all()
 
 
+def test_greedy_module_samples_only_its_most_likely_legal_move() -> None:
+    """A greedy module (frozen snapshots with league_greedy) keeps only its best logits, so
+    RLlib's sampling plays the argmax; the same weights without the flag sample freely."""
+    import dataclasses
+
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+
+    plain = module_for(mlp())
+    spec = rb.module_spec(mlp(), GAME)
+    greedy = dataclasses.replace(
+        spec, model_config={**spec.model_config, rb.GREEDY_KEY: True}
+    ).build()
+    greedy.load_state_dict(plain.state_dict())
+    assert greedy.greedy and not plain.greedy
+    game = envs.TicTacToe.from_moves(["51937", "", "4"] * 20)  # 4, 9 and 8 legal cells
+    batch = pettingzoo_batch(game)
+    free = plain.forward_exploration(batch)["action_dist_inputs"]
+    best_only = greedy.forward_exploration(batch)["action_dist_inputs"]
+    best = free.argmax(dim=1)
+    assert torch.equal(best_only.argmax(dim=1), best)
+    kept = best_only > rb.MASKED_LOGIT
+    assert (kept.sum(dim=1) == 1).all()  # random weights: no exact ties
+    assert torch.equal(best_only[kept], free.gather(1, best[:, None]).squeeze(1))
+    samples = torch.stack([TorchCategorical.from_logits(best_only).sample() for _ in range(20)])
+    assert (samples == best).all()
+    free_samples = torch.stack([TorchCategorical.from_logits(free).sample() for _ in range(20)])
+    assert not (free_samples == best).all()
+
+
 def test_compute_values_leaves_batchnorm_statistics_alone() -> None:
     module = module_for(rb.network_config_for_game(GAME, "convnet", channels=8, blocks=1))
     module.train()
@@ -365,7 +394,7 @@ def test_league_state_round_trip_keeps_results_and_takes_new_settings() -> None:
 
 
 def test_ppo_settings_and_network_of_a_train_config() -> None:
-    from selfplay.config import load_preset
+    from selfplay.config import config_from_dict, load_preset
 
     cfg = load_preset("connect_four_ppo")
     settings = rb.ppo_settings(cfg)
@@ -380,6 +409,9 @@ def test_ppo_settings_and_network_of_a_train_config() -> None:
     assert settings.eval_opponents == ("random", "alphabeta:2") and settings.eval_games == 200
     league = settings.league_config()
     assert (league.latest, league.past, league.pfsp) == pytest.approx((0.8, 0.2, 0.0))
+    assert not settings.greedy_snapshots
+    greedy = config_from_dict({"league_greedy": True}, base=cfg)
+    assert rb.ppo_settings(greedy).greedy_snapshots
     game, network, _ = rb._from_cfg(cfg)
     assert game == "connect_four" and network.hidden == (512, 512, 512)
     # a plain mapping of TrainConfig fields works too (the rest are TrainConfig's defaults)
@@ -558,6 +590,34 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
             "main_it00006",
         ]
         assert weights_equal(rb.module_state(restored, "main_it00004"), saved["main_it00004"])
+    finally:
+        restored.stop()
+
+
+@pytest.mark.slow
+def test_greedy_snapshots_are_greedy_on_every_env_runner_and_after_resume(
+    local_ray, tmp_path: Path
+) -> None:
+    settings = tiny_settings(num_env_runners=1, greedy_snapshots=True)
+    algo = rb.build_ppo(GAME, mlp(), settings)
+    try:
+        algo.train()
+        algo.train()  # the first snapshot
+        snapshot = rb.driver_callback(algo).league.snapshot_names()[0]
+        flags = algo.env_runner_group.foreach_env_runner(
+            lambda er: (er.module[rb.LEARNER].greedy, er.module[snapshot].greedy)
+        )
+        assert flags and all(f == (False, True) for f in flags)  # the learner still samples
+        algo.train()  # games against the greedy snapshot train the learner as before
+        assert snapshot in set().union(*rb.driver_callback(algo).assignments.values())
+        rb.save(algo, tmp_path)
+    finally:
+        algo.stop()
+    restored = rb.build_ppo(GAME, mlp(), settings)
+    try:
+        rb.restore(restored, tmp_path)
+        flags = restored.env_runner_group.foreach_env_runner(lambda er: er.module[snapshot].greedy)
+        assert flags and all(flags)
     finally:
         restored.stop()
 
