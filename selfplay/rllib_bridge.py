@@ -75,13 +75,13 @@ LEARNER = "main"
 ENV_PREFIX = "selfplay_"
 """RLlib env names are ``selfplay_<game>`` (``selfplay_connect_four``, ``selfplay_tictactoe``)."""
 MASKED_LOGIT = -1e9
-GREEDY_KEY = "selfplay_greedy"
-"""Key of a module's greedy flag in its model_config: it plays its most likely legal move
-(ties drawn at random) also when RLlib samples (frozen league snapshots with league_greedy)."""
 """What illegal actions' logits become in RLlib's hands. Our nets put -inf there, which RLlib's
 Categorical survives for sampling but not for every loss term (a KL of two -inf logits is
 -inf - -inf = NaN); a large finite value gives the same probabilities (exp underflows to 0) and
 keeps every term finite, also for terminal observations whose mask is all zeros."""
+GREEDY_KEY = "selfplay_greedy"
+"""Key of a module's greedy flag in its model_config: it plays its most likely legal move
+(ties drawn at random) also when RLlib samples (frozen league snapshots with league_greedy)."""
 SYMMETRIES_KEY = "selfplay_symmetries"
 """Key of the board symmetries ``[(cell_perm, action_perm), ...]`` the module averages over."""
 PRECISION_KEY = "selfplay_precision"
