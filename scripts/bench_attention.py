@@ -13,6 +13,7 @@ per-call overhead (launches, Python) that no kernel work hides.
     python scripts/bench_attention.py --sweep         # first time every launch configuration
                                                       # of kernels.attention.op.candidate_configs
                                                       # and compare with the fastest
+    python scripts/bench_attention.py --sweep --grid compact --t 361  # one sequence length
 
 --sweep times, for each (T, D) at H = 8 and B = 4,096 (T <= 64) or 1,024, the forward and the
 backward of every candidate configuration separately (their launch settings are independent),
@@ -255,9 +256,13 @@ class ShapeSweep:
         return f.with_backward_of(b)
 
 
-def run_sweep(device: str, dtype: torch.dtype, seconds: float, dry_run: bool) -> dict:
-    """Round-robin over the shapes until every candidate is timed or `seconds` are spent."""
+def run_sweep(
+    device: str, dtype: torch.dtype, seconds: float, dry_run: bool, only_t: list[int] | None = None
+) -> dict:
+    """Round-robin over the shapes until every candidate is timed or `seconds` are spent.
+    ``only_t``: sweep only these sequence lengths."""
     shapes = [(9, 16)] if dry_run else SWEEP_SHAPES
+    shapes = [(T, D) for T, D in shapes if only_t is None or T in only_t]
     timer = Timer(device, target_ms=1.0 if dry_run else 10.0, repeats=1 if dry_run else 3)
     # Short sequences at B = 1024 finish in about the time a launch takes: time them at 4096.
     sweeps = [
@@ -396,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="time launch configurations first")
     parser.add_argument("--sweep-seconds", type=float, default=600.0)
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU shapes (tests)")
+    parser.add_argument(
+        "--t", type=int, nargs="+", metavar="T", help="only these sequence lengths (grid, sweep)"
+    )
     args = parser.parse_args(argv)
 
     if args.dry_run:
@@ -415,9 +423,16 @@ def main(argv: list[str] | None = None) -> int:
         f" | triton {triton.__version__} | {dtype}, non-causal, no mask | times in ms",
         flush=True,
     )
-    winners = run_sweep(device, dtype, args.sweep_seconds, args.dry_run) if args.sweep else {}
+    grid = dict(GRIDS[grid_name])
+    if args.t:
+        missing = sorted(set(args.t) - set(grid["T"]))
+        if missing:
+            parser.error(f"--t {missing} not in the {grid_name} grid's T {grid['T']}")
+        grid["T"] = [T for T in grid["T"] if T in args.t]
+    winners = (
+        run_sweep(device, dtype, args.sweep_seconds, args.dry_run, grid["T"]) if args.sweep else {}
+    )
 
-    grid = GRIDS[grid_name]
     timer = Timer(
         device,
         target_ms={"dry-run": 1.0, "quick": 15.0, "compact": 20.0}.get(grid_name, 40.0),

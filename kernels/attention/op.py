@@ -245,9 +245,18 @@ _MEASURED: list[tuple[int, tuple[int, int, int, int], tuple]] = [
     (32, (0, 0, 0, 0), ()),  # not measured: the heuristic
     (64, (64, 64, 4, 2), ("fused", 4)),
     (128, (64, 32, 4, 3), ("fused", 8)),
-    (1 << 30, (128, 64, 4, 3), ("split", 128, 32, 4, 3)),
 ]
 _MEASURED_HEAD_DIMS = (32, 64)
+
+# Past the fused backward (T > 128), per head dim: the H100 re-sweep at T = 361 with the
+# long-sequence candidates (docs/gpu/h100_attention_sweep_361.txt; 27 candidates each). The
+# forward at D = 64 gained 2.5 % from a fourth stage, the backward at D = 32 3.6 % from 16-row
+# inner steps; every other setting of the H200's T = 361 winner, forward (128, 64, 4, 3) and
+# backward ("split", 128, 32, 4, 3), stayed the fastest.
+_MEASURED_LONG: dict[int, tuple[tuple[int, int, int, int], tuple]] = {
+    64: ((128, 64, 4, 4), ("split", 128, 32, 4, 3)),
+    32: ((128, 64, 4, 3), ("split", 128, 16, 4, 4)),
+}
 
 
 def pick_config(T: int, D: int, itemsize: int = 2) -> LaunchConfig:
@@ -275,7 +284,10 @@ _TABLE_CACHE: dict[tuple[int, int, int], LaunchConfig] = {}
 
 def _table_config(T: int, D: int, itemsize: int) -> LaunchConfig:
     if itemsize == 2 and D in _MEASURED_HEAD_DIMS:
-        _, fwd, bwd = next(row for row in _MEASURED if T <= row[0])
+        if T > FUSED_MAX_T:
+            fwd, bwd = _MEASURED_LONG[D]
+        else:
+            _, fwd, bwd = next(row for row in _MEASURED if T <= row[0])
         if bwd:
             bm, bn, w, st = fwd
             cfg = LaunchConfig(block_m=bm, block_n=bn, num_warps=w, num_stages=st)
@@ -311,6 +323,10 @@ def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
     out = [base]
     forward = [(16, 16, 1, 1), (16, 16, 2, 2), (32, 32, 2, 2), (64, 64, 4, 2), (64, 64, 4, 3),
                (128, 64, 8, 2), (128, 64, 4, 3), (64, 32, 4, 3)]  # fmt: skip
+    if T > FUSED_MAX_T:
+        # long sequences: the bigger tiles and deeper pipelines of FlashAttention-2 on Hopper
+        forward += [(128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3), (128, 64, 4, 4),
+                    (64, 64, 4, 4), (128, 32, 4, 4), (64, 128, 4, 3)]  # fmt: skip
     for bm, bn, w, st in forward:  # (block_m, block_n, warps, stages)
         if bm > 2 * max(16, _next_pow2(T)):
             continue  # a forward tile more than twice the sequence is mostly padding
@@ -322,6 +338,9 @@ def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
                 out.append(replace(base, fused_bwd=True, fused_warps=w))
     split = [(64, 64, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (32, 32, 2, 2),
              (64, 16, 2, 2)]  # fmt: skip
+    if T > FUSED_MAX_T:
+        split += [(128, 32, 4, 4), (128, 32, 4, 5), (128, 64, 8, 2), (128, 64, 8, 3),
+                  (64, 64, 4, 3), (64, 32, 4, 4), (128, 16, 4, 4)]  # fmt: skip
     for owned, inner, w, st in split:  # (bwd_owned, bwd_inner, warps, stages)
         if owned > 2 * max(16, _next_pow2(T)):
             continue

@@ -208,7 +208,10 @@ def test_measured_table_applies_to_16_bit_inputs_only() -> None:
     assert op.pick_config(9, 64) == op.LaunchConfig(16, 16, 2, 2, fused_bwd=True, fused_warps=2)
     long = op.pick_config(361, 32)
     assert (long.block_m, long.block_n, long.num_stages) == (128, 64, 3)
-    assert not long.uses_fused_bwd(361) and (long.bwd_owned, long.bwd_inner) == (128, 32)
+    assert not long.uses_fused_bwd(361) and (long.bwd_owned, long.bwd_inner) == (128, 16)
+    long = op.pick_config(200, 64)  # the T = 361 winners serve every T past the fused backward
+    assert (long.block_m, long.block_n, long.num_stages) == (128, 64, 4)
+    assert (long.bwd_owned, long.bwd_inner, long.bwd_stages) == (128, 32, 3)
     assert op.pick_config(81, 64).uses_fused_bwd(81)  # one 128-token tile
     assert not op.pick_config(81, 64, itemsize=4).uses_fused_bwd(81)  # fp32: the heuristic
     assert op.pick_config(81, 128) == op.pick_config(81, 128, itemsize=4)  # D = 128: heuristic

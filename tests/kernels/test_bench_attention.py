@@ -54,6 +54,26 @@ def test_sweep_then_comparison_prints_table_and_json(capsys: pytest.CaptureFixtu
     assert "speedup f+b" in out  # the table's header
 
 
+def test_only_the_named_sequence_lengths(capsys: pytest.CaptureFixture[str]) -> None:
+    """--t narrows the comparison grid (and the sweep) to those T; an unknown T is refused."""
+    bench = _load_script()
+    assert bench.main(["--dry-run", "--t", "42"]) == 0
+    records = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [(r["B"], r["T"]) for r in records] == [(1, 9), (2, 42)]  # overhead row, then T = 42
+    with pytest.raises(SystemExit):
+        bench.main(["--dry-run", "--t", "361"])
+    assert "--t [361] not in the dry-run grid's T [9, 42]" in capsys.readouterr().err
+
+
+def test_long_sequences_get_more_candidates() -> None:
+    """Past the fused backward's reach the sweep also tries bigger tiles and deeper pipelines."""
+    short, long = op.candidate_configs(81, 64), op.candidate_configs(361, 64)
+    assert any(c.block_n == 128 and c.num_warps == 8 for c in long)
+    assert not any(c.block_n == 128 for c in short)
+    assert any((c.bwd_owned, c.bwd_inner, c.bwd_stages) == (128, 32, 5) for c in long)
+    assert len(set(long)) == len(long) and long[0] == op.pick_config(361, 64)
+
+
 def test_a_wrong_kernel_reports_no_speed_up(monkeypatch: pytest.MonkeyPatch) -> None:
     package = importlib.import_module("kernels.attention")  # `kernels.attention` is the function
     bench = _load_script()
