@@ -176,6 +176,11 @@ class TrainConfig:
     symmetric: bool = False
     """ppo: policy and value average the net over the board's symmetries (Connect Four: its
     mirror image), so they are exactly symmetric; the exported agent plays the same way"""
+    ppo_sampler: str = "batched"
+    """ppo: how EnvRunners play their games: batched (all of an EnvRunner's games stepped as
+    one array on our game core, one forward pass per module per step; the episodes are the
+    ones RLlib would build) or rllib (RLlib's own loop through the PettingZoo wrapper, a game
+    at a time: slower, for comparison)"""
     precision: str = "float32"
     """ppo: number format of the policy net's matrix products in the learner and EnvRunners:
     float32; bfloat16 (autocast: weights, optimizer and loss stay float32; about 2x faster
@@ -279,6 +284,11 @@ class TrainConfig:
                 f"precision {self.precision} works with algo ppo only (alphazero trains in "
                 f"float32), got algo {self.algo}"
             )
+        if self.algo != "ppo" and self.ppo_sampler != "batched":
+            raise ValueError(
+                f"ppo_sampler works with algo ppo only (alphazero plays through its own "
+                f"actors), got ppo_sampler {self.ppo_sampler} with algo {self.algo}"
+            )
         if self.ppo_lr_final and not self.ppo_lr_decay_steps:
             raise ValueError(
                 f"ppo_lr_final {self.ppo_lr_final} needs ppo_lr_decay_steps > 0 (the steps over "
@@ -318,6 +328,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "league_pfsp_weighting": ("hard", "variance", "linear"),
     "league_gating": ("none", "sprt"),
     "precision": PRECISIONS,
+    "ppo_sampler": ("batched", "rllib"),
 }
 _INT_MIN: dict[str, int] = {
     **dict.fromkeys(

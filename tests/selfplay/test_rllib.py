@@ -504,7 +504,8 @@ def illegal_and_steps(algo) -> tuple[int, int]:
             return 0, 0
         illegal = sum(e.unwrapped.illegal_actions for e in env_runner.env.envs)
         checked = sum(e.unwrapped.checked_actions for e in env_runner.env.envs)
-        return illegal, checked
+        # the batched sampler plays on its own core (and raises on an illegal move)
+        return illegal, checked + getattr(env_runner, "checked_actions", 0)
 
     per_runner = algo.env_runner_group.foreach_env_runner(count)
     return sum(i for i, _ in per_runner), sum(s for _, s in per_runner)
