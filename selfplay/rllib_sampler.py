@@ -16,7 +16,8 @@ replaces only the sampling loop:
   rewards and flags RLlib's `PettingZooEnv` returns for the same move (tested move by move
   against it), so the episodes the learner receives are the ones RLlib would have built;
 - `sample(num_timesteps=n)` returns finished games only, at least n environment steps of them;
-  games still running stay on the core for the next call (as RLlib's episode chunks do).
+  games still running stay on the core for the next call (as RLlib's episode chunks do),
+  except those whose opponent module the league removed in between: they start over.
 
 Anything else (no game core of ours, random actions, sampling without exploration, a number
 of episodes) goes through RLlib's own loop. Callbacks: ``on_episode_start`` and
@@ -144,6 +145,8 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
         self._games: list[MultiAgentEpisode] = []  # the episode of each game on the core
         # moves checked against the mover's legal mask (an illegal one raises)
         self.checked_actions = 0
+        # games started over because a module they played was removed (see _sample)
+        self.dropped_games = 0
 
     # --- RLlib's entry point ----------------------------------------------------------------
 
@@ -166,9 +169,25 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
             )
         if force_reset or not self._games:
             self._start(np.arange(self.num_envs), new=True)
+        else:
+            self._drop_games_of_removed_modules()
         return self._play(num_timesteps)
 
     # --- the batched loop -------------------------------------------------------------------
+
+    def _drop_games_of_removed_modules(self) -> None:
+        """Start over the games that play a module removed since the last call (a league
+        snapshot evicted after the last update): finished later, such a game would reach the
+        learner with steps of a module it no longer has. Its steps so far are dropped."""
+        present = set(self.module.keys())
+        stale = [
+            i
+            for i, episode in enumerate(self._games)
+            if any(episode.module_for(agent) not in present for agent in self._agents)
+        ]
+        if stale:
+            self.dropped_games += len(stale)
+            self._start(np.asarray(stale))
 
     def _start(self, games: np.ndarray, new: bool = False) -> None:
         """New episodes in ``games``: the opening on the core, RLlib's reset step, callbacks."""

@@ -160,3 +160,38 @@ def test_batched_runner_builds_rllibs_episodes_and_ppo_trains_on_them(local_ray)
         assert runner.checked_actions > 500
     finally:
         algo.stop()
+
+
+def test_games_against_an_evicted_snapshot_start_over(local_ray) -> None:
+    """One snapshot kept, a new one every iteration: each eviction leaves running games
+    against a module that is gone. They must start over, not reach the learner (whose
+    advantage estimation would find no such module)."""
+    network = rb.network_config_for_game("tictactoe", "mlp", hidden=(16,))
+    algo = rb.build_ppo(
+        "tictactoe",
+        network,
+        rb.PPOSettings(
+            train_batch_size=128,
+            minibatch_size=64,
+            num_epochs=1,
+            num_env_runners=0,
+            num_envs_per_env_runner=16,
+            self_play=0.0,  # every game against the one snapshot
+            max_snapshots=1,
+            snapshot_every=1,
+            sampler="batched",
+            seed=5,
+        ),
+    )
+    try:
+        for _ in range(6):
+            algo.train()
+        runner = algo.env_runner
+        present = set(runner.module.keys())  # the last train() evicted one snapshot again
+        dropped = runner.dropped_games
+        episodes = runner.sample(num_timesteps=64)
+        assert dropped > 0 and runner.dropped_games > dropped
+        for episode in episodes + runner._games:  # returned or running: modules that exist
+            assert {episode.module_for(agent) for agent in AGENTS} <= present
+    finally:
+        algo.stop()
