@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.networks import InferenceModel, PolicyValueNet, inference_model, symmetric_forward
+from agents.networks import (
+    InferenceModel,
+    PolicyValueNet,
+    SymmetryIndex,
+    inference_model,
+    symmetric_forward,
+)
 
 
 class EvaluationCache:
@@ -57,6 +63,7 @@ class NetworkEvaluator:
         # board symmetries (cell_perm, action_perm) to average the net over (a game's
         # `symmetries()`); None or one: the net alone
         self.symmetries = list(symmetries) if symmetries is not None else []
+        self._symmetry_index: SymmetryIndex | None = None  # the symmetries as index tensors
         self.device = torch.device(device)
         self.backend = backend
         self.example_batch = example_batch
@@ -97,8 +104,10 @@ class NetworkEvaluator:
 
     def _run_symmetric(self, x: torch.Tensor, legal: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         model = self._inference()
+        if self._symmetry_index is None or self._symmetry_index.device != self.device:
+            self._symmetry_index = SymmetryIndex(self.symmetries, self.device)
         logits, value = symmetric_forward(
-            model, x.to(self.device), legal.to(self.device), self.symmetries
+            model, x.to(self.device), legal.to(self.device), self._symmetry_index
         )
         self.evaluations += len(self.symmetries) * len(x)
         return logits.float().cpu().numpy(), value.float().cpu().numpy()

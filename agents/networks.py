@@ -434,28 +434,51 @@ NETWORK_CONFIGS: dict[str, type] = {
 }
 
 
+class SymmetryIndex:
+    """A game's board symmetries as index tensors on one device, built once for
+    :func:`symmetric_forward` (making them from numpy arrays on every call cost more than the
+    arithmetic for the small batches of self-play)."""
+
+    def __init__(
+        self, symmetries: Sequence[tuple[np.ndarray, np.ndarray]], device: torch.device | str
+    ) -> None:
+        self.pairs = [(np.asarray(c), np.asarray(a)) for c, a in symmetries]
+        self.device = torch.device(device)
+        self.cells = [torch.as_tensor(np.asarray(c), device=device) for c, _ in symmetries]
+        self.actions = [torch.as_tensor(np.asarray(a), device=device) for _, a in symmetries]
+        # each transform's logits back to the original action order: the inverse permutation
+        self.back = [torch.as_tensor(np.argsort(a), device=device) for _, a in symmetries]
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
 def symmetric_forward(
     forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     x: torch.Tensor,
     legal_mask: torch.Tensor,
-    symmetries: Sequence[tuple[np.ndarray, np.ndarray]],
+    symmetries: Sequence[tuple[np.ndarray, np.ndarray]] | SymmetryIndex,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``forward`` averaged over board symmetries: exactly symmetric logits and value.
 
-    ``symmetries``: a game's ``symmetries()``, ``(cell_perm, action_perm)`` each; ``x`` planes
-    (N, C, rows, cols) or tokens (N, cells); ``forward(x, legal_mask) -> (logits, value)`` with
-    illegal logits -inf. All transformed boards go through ``forward`` in one batch; each one's
-    logits are mapped back by the inverse action permutation (illegal moves stay -inf: every
-    transform agrees on them), then logits and values are averaged.
+    ``symmetries``: a game's ``symmetries()``, ``(cell_perm, action_perm)`` each, or a
+    :class:`SymmetryIndex` of them on ``x``'s device; ``x`` planes (N, C, rows, cols) or tokens
+    (N, cells); ``forward(x, legal_mask) -> (logits, value)`` with illegal logits -inf. All
+    transformed boards go through ``forward`` in one batch; each one's logits are mapped back
+    by the inverse action permutation (illegal moves stay -inf: every transform agrees on
+    them), then logits and values are averaged.
     """
-    k, n = len(symmetries), x.shape[0]
+    index = symmetries
+    if not isinstance(index, SymmetryIndex):
+        index = SymmetryIndex(index, x.device)
+    elif index.device != x.device:
+        index = SymmetryIndex(index.pairs, x.device)
+    k, n = len(index), x.shape[0]
     flat = x.flatten(-2) if x.dim() == 4 else x  # (N, C, cells) or (N, cells)
-    cells = [torch.as_tensor(c, device=x.device) for c, _ in symmetries]
-    inputs = torch.cat([flat[..., c] for c in cells]).reshape(k * n, *x.shape[1:])
-    masks = torch.cat([legal_mask[:, torch.as_tensor(a, device=x.device)] for _, a in symmetries])
+    inputs = torch.cat([flat[..., c] for c in index.cells]).reshape(k * n, *x.shape[1:])
+    masks = torch.cat([legal_mask[:, a] for a in index.actions])
     logits, value = forward(inputs, masks)  # (kN, A), (kN,)
-    back = [torch.as_tensor(np.argsort(a), device=logits.device) for _, a in symmetries]
-    logits = torch.stack([logits[i * n : (i + 1) * n, back[i]] for i in range(k)]).mean(0)
+    logits = torch.stack([logits[i * n : (i + 1) * n, index.back[i]] for i in range(k)]).mean(0)
     return logits, value.reshape(k, n).mean(0)
 
 

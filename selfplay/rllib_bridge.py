@@ -61,6 +61,7 @@ from agents.networks import (
     NETWORK_CONFIGS,
     NetworkConfig,
     PolicyValueNet,
+    SymmetryIndex,
     build_network,
     network_config_for_game,
     symmetric_forward,
@@ -187,6 +188,7 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
             (np.asarray(cells), np.asarray(actions))
             for cells, actions in model_config.get(SYMMETRIES_KEY, ())
         ]
+        self._symmetry_index: dict[torch.device, SymmetryIndex] = {}  # built once per device
         # bfloat16: the net's matrix products run under autocast (float32 weights, optimizer
         # and loss); outputs come back float32 for RLlib's distributions and PPO's ratios
         precision = model_config.get(PRECISION_KEY, "float32")
@@ -206,9 +208,11 @@ class PolicyValueRLModule(TorchRLModule, ValueFunctionAPI):
     def _net(self, x: torch.Tensor, legal_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             if self.symmetries:
-                logits, value = symmetric_forward(
-                    self.net.forward_unchecked, x, legal_mask, self.symmetries
-                )
+                index = self._symmetry_index.get(x.device)
+                if index is None:
+                    index = SymmetryIndex(self.symmetries, x.device)
+                    self._symmetry_index[x.device] = index
+                logits, value = symmetric_forward(self.net.forward_unchecked, x, legal_mask, index)
             else:
                 logits, value = self.net.forward_unchecked(x, legal_mask)
         return logits.float(), value.float()

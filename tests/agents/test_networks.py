@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,11 +16,14 @@ from agents.networks import (
     ConvNetConfig,
     MLPConfig,
     PolicyValueNet,
+    SymmetryIndex,
     Transformer,
     TransformerConfig,
     build_network,
     inference_model,
     mask_illegal,
+    network_config_for_game,
+    symmetric_forward,
 )
 
 # (rows, cols, num_actions): Connect Four (actions = columns) and Tic-Tac-Toe (actions = cells).
@@ -274,3 +278,24 @@ def test_classes_are_the_documented_families() -> None:
     assert isinstance(build_network(MLPConfig()), MLP)
     assert isinstance(build_network(ConvNetConfig()), ConvNet)
     assert isinstance(build_network(TransformerConfig()), Transformer)
+
+
+def test_symmetric_forward_is_symmetric_and_takes_a_prebuilt_index() -> None:
+    """Averaged over the mirror image, a net's policy mirrors with the board and its value
+    stays; a SymmetryIndex built once gives what the symmetries give when passed as arrays."""
+    import envs
+
+    core = envs.make("connect_four", 5)
+    core.step(core.random_legal_actions(np.random.default_rng(0)))
+    net = build_network(network_config_for_game("connect_four", "mlp", hidden=(16,))).eval()
+    x = torch.from_numpy(core.observation())  # (N, 2, rows, cols)
+    legal = torch.from_numpy(core.legal_mask())
+    symmetries = core.symmetries()
+    with torch.no_grad():
+        logits, value = symmetric_forward(net.forward_unchecked, x, legal, symmetries)
+        index = SymmetryIndex(symmetries, "cpu")
+        again = symmetric_forward(net.forward_unchecked, x, legal, index)
+        mirrored = symmetric_forward(net.forward_unchecked, x.flip(-1), legal.flip(-1), index)
+    assert torch.equal(logits, again[0]) and torch.equal(value, again[1])
+    assert torch.allclose(mirrored[0], logits.flip(-1), atol=1e-6, equal_nan=True)
+    assert torch.allclose(mirrored[1], value, atol=1e-6)
