@@ -444,10 +444,10 @@ class SymmetryIndex:
     ) -> None:
         self.pairs = [(np.asarray(c), np.asarray(a)) for c, a in symmetries]
         self.device = torch.device(device)
-        self.cells = [torch.as_tensor(np.asarray(c), device=device) for c, _ in symmetries]
-        self.actions = [torch.as_tensor(np.asarray(a), device=device) for _, a in symmetries]
+        self.cells = [torch.as_tensor(c, device=device) for c, _ in self.pairs]
+        self.actions = [torch.as_tensor(a, device=device) for _, a in self.pairs]
         # each transform's logits back to the original action order: the inverse permutation
-        self.back = [torch.as_tensor(np.argsort(a), device=device) for _, a in symmetries]
+        self.back = [torch.as_tensor(np.argsort(a), device=device) for _, a in self.pairs]
 
     def __len__(self) -> int:
         return len(self.cells)

@@ -228,6 +228,11 @@ def test_opening_plies_are_for_ppo_only() -> None:
     with pytest.raises(ValueError, match="league_greedy works with algo ppo only"):
         TrainConfig(league_greedy=True)
     assert TrainConfig(algo="ppo", league_greedy=True).league_greedy
+    with pytest.raises(ValueError, match="ppo_sampler works with algo ppo only"):
+        TrainConfig(ppo_sampler="rllib")
+    assert TrainConfig(algo="ppo", ppo_sampler="rllib").ppo_sampler == "rllib"
+    with pytest.raises(ValueError, match="ppo_sampler must be one of batched, rllib, got 'fast'"):
+        TrainConfig(algo="ppo", ppo_sampler="fast")
     with pytest.raises(ValueError, match=r"batch_size \(PPO's minibatch\) must be <= ppo_rol"):
         TrainConfig(algo="ppo", batch_size=512, ppo_rollout=500)
     with pytest.raises(ValueError, match="precision bfloat16 works with algo ppo only"):
