@@ -70,7 +70,7 @@ from agents.players import make_player
 from selfplay.arena import play_match
 from selfplay.config import PRECISIONS
 from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
-from selfplay.rllib_sampler import BatchedSelfPlayEnvRunner, IllegalActionError
+from selfplay.rllib_sampler import BatchedSelfPlayEnvRunner, IllegalActionError, to_pettingzoo
 from selfplay.tracking import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -322,11 +322,10 @@ def greedy_actions(
     ``planes``: (N, 2, rows, cols) from the mover's view (our cores' ``observation()``);
     ``legal``: bool (N, A).
     """
-    # back to the PettingZoo layout the module reads: (N, rows, cols, 2) int8
-    pettingzoo_planes = np.ascontiguousarray(planes.transpose(0, 2, 3, 1), dtype=np.int8)
+    pettingzoo_planes, action_mask = to_pettingzoo(planes, legal)  # the layout the module reads
     obs = {
-        "observation": torch.from_numpy(pettingzoo_planes),
-        "action_mask": torch.from_numpy(legal.astype(np.int8)),  # (N, A)
+        "observation": torch.from_numpy(pettingzoo_planes),  # (N, rows, cols, 2)
+        "action_mask": torch.from_numpy(action_mask),  # (N, A)
     }
     with torch.no_grad(), module.float32():
         out = module.forward_inference({Columns.OBS: obs})
@@ -943,6 +942,8 @@ def build_ppo(
     game_options: Mapping[str, Any] | None = None,
 ) -> Algorithm:
     """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping."""
+    if settings.sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {settings.sampler!r}")
     register_envs([game])
     options = dict(game_options or {})
     precision = resolve_precision(settings.precision)

@@ -77,12 +77,20 @@ def opening_positions(
         pending = pending[core.terminated[pending]]
 
 
+def to_pettingzoo(planes: np.ndarray, legal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Our cores' (N, 2, rows, cols) planes (``planes()`` or ``observation()``) and bool (N, A)
+    legal mask in the layout of our PettingZoo observations, which the RLModule reads: planes
+    int8 (N, rows, cols, 2), the mover's stones first, and the action mask int8 (N, A)."""
+    return (
+        np.ascontiguousarray(planes.transpose(0, 2, 3, 1), dtype=np.int8),
+        legal.astype(np.int8),
+    )
+
+
 def observations(core: BatchedGame) -> tuple[np.ndarray, np.ndarray]:
-    """The PettingZoo observation of the player to move in every game: planes int8 (N, rows,
-    cols, 2), the mover's stones first, and the action mask int8 (N, A), as
+    """The PettingZoo observation of the player to move in every game (`to_pettingzoo`), as
     `envs.pettingzoo_views` builds them one game at a time."""
-    planes = np.ascontiguousarray(core.planes().transpose(0, 2, 3, 1), dtype=np.int8)
-    return planes, core.legal_mask().astype(np.int8)
+    return to_pettingzoo(core.planes(), core.legal_mask())
 
 
 def transition(
@@ -140,7 +148,7 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
             self._core = core if isinstance(core, BatchedGame) else None
         self._opening_plies = int(env_config.get("opening_plies", 0))
         self._agents = [f"player_{i}" for i in range(BatchedGame.num_players)]
-        seed = self.config.seed if self.config.seed is not None else None
+        seed = self.config.seed
         self._rng = np.random.default_rng(None if seed is None else [seed, self.worker_index])
         self._games: list[MultiAgentEpisode] = []  # the episode of each game on the core
         # moves checked against the mover's legal mask (an illegal one raises)
@@ -189,8 +197,9 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
             self.dropped_games += len(stale)
             self._start(np.asarray(stale))
 
-    def _start(self, games: np.ndarray, new: bool = False) -> None:
-        """New episodes in ``games``: the opening on the core, RLlib's reset step, callbacks."""
+    def _start(self, games: np.ndarray, new: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """New episodes in ``games``: the opening on the core, RLlib's reset step, callbacks.
+        Returns the observations of every game afterwards (`observations`)."""
         if new:
             self._games = [None] * self.num_envs  # type: ignore[list-item]
         opening_positions(self._core, games, self._opening_plies, self._rng)
@@ -204,6 +213,7 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
                 infos={},  # what PettingZooEnv.reset returns for our AEC views
             )
             self._make_on_episode_callback("on_episode_start", i, self._games)
+        return planes, legal
 
     def _act(self, planes: np.ndarray, legal: np.ndarray, mover: np.ndarray) -> tuple:
         """One forward pass per module that moves somewhere: actions (N,) (int32, as RLlib
@@ -285,8 +295,7 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
                 done_episodes.append(episode)
                 returned_steps += episode.env_steps()
             if finished.size:
-                self._start(finished)
-                planes, legal = observations(core)
+                planes, legal = self._start(finished)
         self._log_sampled(done_episodes)
         self._done_episodes_for_metrics.extend(done_episodes)
         return done_episodes

@@ -486,16 +486,6 @@ def test_env_openings_differ_between_env_runners_with_equal_seeds() -> None:
 # real RLlib PPO on tic-tac-toe
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def illegal_and_steps(algo) -> tuple[int, int]:
     """(illegal actions, actions checked) by the envs of every EnvRunner."""
 

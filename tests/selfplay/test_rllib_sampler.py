@@ -68,16 +68,6 @@ def test_openings_have_0_to_k_plies_and_never_end_the_game() -> None:
     assert (core.moves[np.setdiff1d(np.arange(400), some)] >= 1).all()  # the others untouched
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def settings(sampler: str) -> rb.PPOSettings:
     return rb.PPOSettings(
         train_batch_size=256,
@@ -104,6 +94,12 @@ def columns(episode) -> dict[str, tuple]:
         value = episode.get_extra_model_outputs(key)
         out[key] = (value.dtype, value.shape[1:])
     return out
+
+
+def test_an_unknown_sampler_is_refused_before_anything_is_built() -> None:
+    network = rb.network_config_for_game("tictactoe", "mlp", hidden=(8,))
+    with pytest.raises(ValueError, match="sampler must be one of batched, rllib, got 'fast'"):
+        rb.build_ppo("tictactoe", network, settings("fast"))
 
 
 def test_batched_runner_builds_rllibs_episodes_and_ppo_trains_on_them(local_ray) -> None:
