@@ -23,7 +23,7 @@ import copy
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -44,6 +44,23 @@ InputKind = Literal["planes", "tokens"]
 def _require_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_threat_length(config: ConvNetConfig | MLPConfig) -> None:
+    k = config.threat_length
+    if k == 0:
+        return
+    longest = max(config.rows, config.cols)
+    if not isinstance(k, int) or isinstance(k, bool) or not 2 <= k <= longest:
+        raise ValueError(
+            f"threat_length must be 0 (off) or an integer from 2 to {longest} (the board's "
+            f"longer side), got {k!r}"
+        )
+    if config.in_planes != 2:
+        raise ValueError(
+            f"threat_length needs in_planes 2 (the mover's and the opponent's stones), got "
+            f"in_planes {config.in_planes}"
+        )
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,9 @@ class ConvNetConfig:
     """Channels of the value head's 1x1 convolution, before its hidden layer."""
     value_hidden: int = 64
     """Width of the value head's hidden layer."""
+    threat_length: int = 0
+    """k > 0: two more input planes computed inside the net (`ThreatPlanes`): the empty cells
+    where the mover's, and the opponent's, stone would complete k in a row. 0: off."""
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "num_actions", "in_planes", "channels"):
@@ -76,6 +96,7 @@ class ConvNetConfig:
             _require_positive(name, getattr(self, name))
         if not isinstance(self.blocks, int) or self.blocks < 0:
             raise ValueError(f"blocks must be an integer >= 0, got {self.blocks!r}")
+        _check_threat_length(self)
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,9 @@ class MLPConfig:
     """Observation planes per position."""
     hidden: tuple[int, ...] = (128, 128)
     """Widths of the hidden layers (ReLU after each)."""
+    threat_length: int = 0
+    """k > 0: two more input planes computed inside the net (`ThreatPlanes`): the empty cells
+    where the mover's, and the opponent's, stone would complete k in a row. 0: off."""
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "num_actions", "in_planes"):
@@ -133,6 +157,7 @@ class MLPConfig:
             raise ValueError("hidden must name at least one layer width, got ()")
         for i, width in enumerate(self.hidden):
             _require_positive(f"hidden[{i}]", width)
+        _check_threat_length(self)
 
 
 NetworkConfig = ConvNetConfig | TransformerConfig | MLPConfig
@@ -150,6 +175,51 @@ def mask_illegal(logits: torch.Tensor, legal_mask: torch.Tensor) -> torch.Tensor
     action (a finished game) becomes all -inf, and its softmax NaN: do not evaluate those.
     """
     return logits.masked_fill(~legal_mask, float("-inf"))  # (N, A)
+
+
+def line_windows(rows: int, cols: int, length: int) -> np.ndarray:
+    """Every straight line of ``length`` cells on a rows x cols board (rows, columns and both
+    diagonals), as row-major cell indices: int64 (L, length)."""
+    grid = np.arange(rows * cols).reshape(rows, cols)
+    windows = []
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        for r in range(rows):
+            for c in range(cols):
+                end_r, end_c = r + dr * (length - 1), c + dc * (length - 1)
+                if 0 <= end_r < rows and 0 <= end_c < cols:
+                    windows.append([grid[r + dr * i, c + dc * i] for i in range(length)])
+    return np.asarray(windows, dtype=np.int64).reshape(-1, length)
+
+
+class ThreatPlanes(nn.Module):
+    """(N, 2, rows, cols) planes -> (N, 4, rows, cols): the two stone planes, then the empty
+    cells where the mover's stone (plane 2) and the opponent's (plane 3) would complete
+    ``length`` in a row — the "threats" of Connect Four strategy, at any height, so the net
+    sees wins in one, forced blocks and the cells it must not give away under an opponent's
+    threat. A hand-made input feature (as AlphaGo's first networks had theirs), computed from
+    the board by the net itself, so every caller (RLlib, search, arena) and every board
+    symmetry gets the same planes; it has no parameters."""
+
+    def __init__(self, rows: int, cols: int, length: int) -> None:
+        super().__init__()
+        self.length = length
+        windows = torch.as_tensor(line_windows(rows, cols, length))  # (L, k)
+        incidence = torch.zeros(len(windows), rows * cols)  # (L, cells): 1 where a line runs
+        incidence.scatter_(1, windows, 1.0)
+        self.register_buffer("incidence", incidence, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        flat = x.flatten(2)  # (N, 2, cells)
+        counts = flat @ self.incidence.T.to(flat.dtype)  # (N, 2, L) each side's stones per line
+        own, other = counts[:, 0], counts[:, 1]
+        k = self.length
+        # a line one stone short for a side and free of the other side's: its empty cell wins
+        open_lines = torch.stack([(own == k - 1) & (other == 0), (other == k - 1) & (own == 0)], 1)
+        hits = open_lines.to(self.incidence.dtype) @ self.incidence  # (N, 2, cells)
+        empty = 1.0 - flat.sum(1, keepdim=True)  # (N, 1, cells)
+        threats = (hits > 0).to(x.dtype) * empty.to(x.dtype)  # (N, 2, cells)
+        return torch.cat([flat, threats], 1).reshape(n, 4, *x.shape[2:])
 
 
 class PolicyValueNet(nn.Module):
@@ -280,7 +350,8 @@ class ConvNet(PolicyValueNet):
         super().__init__(config)
         c = config
         cells = c.rows * c.cols
-        self.stem = ConvBN(c.in_planes, c.channels, 3)
+        self.threats = ThreatPlanes(c.rows, c.cols, c.threat_length) if c.threat_length else None
+        self.stem = ConvBN(c.in_planes + (2 if c.threat_length else 0), c.channels, 3)
         self.tower = nn.Sequential(*[ResidualBlock(c.channels) for _ in range(c.blocks)])
         self.policy_conv = ConvBN(c.channels, c.policy_channels, 1)
         # A generic linear from the head's features to A: works whether actions are columns
@@ -291,6 +362,8 @@ class ConvNet(PolicyValueNet):
         self.value_fc2 = nn.Linear(c.value_hidden, 1)
 
     def _logits_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.threats is not None:
+            x = self.threats(x)  # (N, 4, H, W)
         h = self.tower(F.relu(self.stem(x)))  # (N, C, H, W)
         # flatten(1) of a channels-last tensor still yields the (C, H, W) order, so the
         # linear layers see the same features in either memory format.
@@ -409,7 +482,8 @@ class MLP(PolicyValueNet):
         super().__init__(config)
         c = config
         layers: list[nn.Module] = []
-        width = c.in_planes * c.rows * c.cols
+        self.threats = ThreatPlanes(c.rows, c.cols, c.threat_length) if c.threat_length else None
+        width = (c.in_planes + (2 if c.threat_length else 0)) * c.rows * c.cols
         for hidden in c.hidden:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -418,6 +492,8 @@ class MLP(PolicyValueNet):
         self.value_head = nn.Linear(width, 1)
 
     def _logits_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.threats is not None:
+            x = self.threats(x)  # (N, 4, rows, cols)
         h = self.body(x.flatten(1))  # (N, hidden)
         return self.policy_head(h), torch.tanh(self.value_head(h)).squeeze(1)  # (N, A), (N,)
 
@@ -482,15 +558,22 @@ def symmetric_forward(
     return logits, value.reshape(k, n).mean(0)
 
 
-def network_config_for_game(game: str, net: str = "convnet", **sizes: object) -> NetworkConfig:
+def network_config_for_game(
+    game: str, net: str = "convnet", *, threats: bool = False, **sizes: object
+) -> NetworkConfig:
     """A network config of kind ``net`` shaped for ``game`` (rows, columns, actions from its
-    core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths)."""
+    core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths);
+    ``threats``: add `ThreatPlanes` for the game's winning line length (convnet, mlp)."""
     import envs
 
     if net not in NETWORK_CONFIGS:
         raise ValueError(f"net must be one of {', '.join(NETWORK_CONFIGS)}, got {net!r}")
     core = envs.make(game, 1)
     shape = {"rows": core.rows, "cols": core.cols, "num_actions": core.num_actions}
+    if threats:
+        if "threat_length" not in {f.name for f in fields(NETWORK_CONFIGS[net])}:
+            raise ValueError(f"threat planes work with the planes nets (convnet, mlp), got {net}")
+        shape["threat_length"] = core.win_length
     return NETWORK_CONFIGS[net](**shape, **sizes)
 
 

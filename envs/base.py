@@ -32,8 +32,9 @@ def _check_num_envs(num_envs: Any) -> int:
 class BatchedGame:
     """N two-player, alternating-move board games as arrays.
 
-    Subclasses set ``name``, ``rows``, ``cols``, ``num_actions``, ``max_moves``, the bit layout
-    ``_cell_bits`` (rows, cols) and implement ``_move_bits`` and ``_is_win``.
+    Subclasses set ``name``, ``rows``, ``cols``, ``win_length``, ``num_actions``,
+    ``max_moves``, the bit layout ``_cell_bits`` (rows, cols) and implement ``_move_bits`` and
+    ``_is_win``.
     """
 
     name: ClassVar[str]
@@ -41,6 +42,7 @@ class BatchedGame:
     num_players: ClassVar[int] = NUM_PLAYERS
     rows: int
     cols: int
+    win_length: int  # stones in a straight line that win
     num_actions: int
     max_moves: int
     _cell_bits: np.ndarray  # (rows, cols) uint64: the bit of each cell, row 0 at the top

@@ -38,6 +38,7 @@ class TicTacToe(BatchedGame):
     notation_chars: ClassVar[str] = "123456789"
     rows = 3
     cols = 3
+    win_length = 3
     num_actions = 9
     max_moves = 9
     _cell_bits = CELL_BITS.reshape(3, 3)

@@ -60,7 +60,7 @@ def network_config(cfg: TrainConfig) -> NetworkConfig:
         "transformer": {"width": cfg.width, "heads": cfg.heads, "depth": cfg.depth},
         "mlp": {"hidden": (cfg.hidden,) * cfg.mlp_layers},
     }[cfg.net]
-    return network_config_for_game(cfg.game, cfg.net, **sizes)
+    return network_config_for_game(cfg.game, cfg.net, threats=cfg.threat_planes, **sizes)
 
 
 def search_config(cfg: TrainConfig, *, evaluation: bool = False) -> SearchConfig:

@@ -96,6 +96,10 @@ class TrainConfig:
     """mlp: hidden units per layer"""
     mlp_layers: int = 2
     """mlp: number of hidden layers"""
+    threat_planes: bool = False
+    """convnet, mlp: the net computes two more input planes from the board, the empty cells
+    where the mover's and where the opponent's stone would complete a line (Connect Four's
+    "threats"): a hand-made feature; false: the two stone planes only"""
 
     # --- search ---
     search: str = "gumbel"
@@ -268,6 +272,11 @@ class TrainConfig:
             raise ValueError(
                 f"batch_size (PPO's minibatch) must be <= ppo_rollout ({self.ppo_rollout}), "
                 f"got {self.batch_size}"
+            )
+        if self.threat_planes and self.net == "transformer":
+            raise ValueError(
+                "threat_planes works with the planes nets (convnet, mlp), got threat_planes "
+                "true with net transformer"
             )
         if self.algo != "ppo" and self.symmetric:
             raise ValueError(

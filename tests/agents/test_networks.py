@@ -17,6 +17,7 @@ from agents.networks import (
     MLPConfig,
     PolicyValueNet,
     SymmetryIndex,
+    ThreatPlanes,
     Transformer,
     TransformerConfig,
     build_network,
@@ -251,6 +252,12 @@ def test_parameter_counts() -> None:
         (lambda: ConvNetConfig(blocks=-1), ["blocks", ">= 0", "-1"]),
         (lambda: MLPConfig(hidden=(64, 0)), ["hidden[1]", "positive"]),
         (lambda: build_network("convnet"), ["ConvNetConfig", "TransformerConfig", "MLPConfig"]),
+        (lambda: MLPConfig(threat_length=8), ["threat_length", "2 to 7", "8"]),
+        (lambda: ConvNetConfig(threat_length=4, in_planes=3), ["in_planes 2", "in_planes 3"]),
+        (
+            lambda: network_config_for_game("connect_four", "transformer", threats=True),
+            ["convnet, mlp", "transformer"],
+        ),
     ],
 )
 def test_bad_config_raises_clear_error(make, words: list[str]) -> None:
@@ -299,3 +306,93 @@ def test_symmetric_forward_is_symmetric_and_takes_a_prebuilt_index() -> None:
     assert torch.equal(logits, again[0]) and torch.equal(value, again[1])
     assert torch.allclose(mirrored[0], logits.flip(-1), atol=1e-6, equal_nan=True)
     assert torch.allclose(mirrored[1], value, atol=1e-6)
+
+
+def _completes_line(board: np.ndarray, side: int, r: int, c: int, length: int) -> bool:
+    """Whether a stone of ``side`` on empty cell (r, c) of ``board`` (0 empty, 1 mover,
+    2 opponent) makes ``length`` in a row: runs counted outward from the cell, no windows."""
+    rows, cols = board.shape
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        run = 1
+        for sign in (1, -1):
+            rr, cc = r + sign * dr, c + sign * dc
+            while 0 <= rr < rows and 0 <= cc < cols and board[rr, cc] == side:
+                run += 1
+                rr, cc = rr + sign * dr, cc + sign * dc
+        if run >= length:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("game", ["connect_four", "tictactoe"])
+def test_threat_planes_match_a_brute_force_count(game: str) -> None:
+    """Planes 2 and 3 mark exactly the empty cells where the mover's (opponent's) stone would
+    complete a line, on positions from random play, every ply; planes 0-1 pass through."""
+    import envs
+
+    rng = np.random.default_rng(0)
+    core = envs.make(game, 64)
+    layer = ThreatPlanes(core.rows, core.cols, core.win_length)
+    checked = 0
+    for _ in range(core.max_moves - 1):
+        live = ~core.terminated
+        if not live.any():
+            break
+        x = torch.from_numpy(core.observation()[live])
+        out = layer(x).numpy()
+        assert out.shape == (len(x), 4, core.rows, core.cols)
+        assert np.array_equal(out[:, :2], x.numpy())
+        for planes, features in zip(x.numpy(), out, strict=True):
+            board = planes[0] + 2 * planes[1]
+            for side in (1, 2):
+                want = np.zeros_like(board)
+                for r, c in zip(*np.nonzero(board == 0), strict=True):
+                    want[r, c] = _completes_line(board, side, r, c, core.win_length)
+                assert np.array_equal(features[1 + side], want)
+                checked += int(want.sum())
+        core.step(core.random_legal_actions(rng), where=live)
+    assert checked > 100  # the positions held threats to find
+
+
+def test_threat_planes_on_a_known_position() -> None:
+    """Connect Four after 4 4 5 5 6 6 (columns): the mover (first player) completes four on
+    the bottom row at columns 3 or 7, the opponent on the second row at the same columns."""
+    import envs
+
+    core = envs.game_class("connect_four").from_moves("445566")
+    x = torch.from_numpy(core.observation())
+    out = ThreatPlanes(6, 7, 4)(x)[0]
+    bottom, second = 5, 4  # row 0 is the top
+    assert x[0, 0, bottom, 3] == 1 and x[0, 1, second, 3] == 1
+    assert set(zip(*np.nonzero(out[2].numpy()), strict=True)) == {(bottom, 2), (bottom, 6)}
+    assert set(zip(*np.nonzero(out[3].numpy()), strict=True)) == {(second, 2), (second, 6)}
+
+
+@pytest.mark.parametrize("family", ["mlp", "convnet"])
+def test_nets_with_threat_planes_train_save_and_trace(family: str) -> None:
+    """A net with threat planes: its input layer sees 4 planes, its state dict holds no
+    buffer of them (old checkpoints load), the fast inference path gives its outputs, and it
+    differs from the same weights fed zeros in the threat planes (the planes reach the net)."""
+    import envs
+
+    sizes = {"mlp": {"hidden": (32,)}, "convnet": {"channels": 8, "blocks": 1}}[family]
+    config = network_config_for_game("connect_four", family, threats=True, **sizes)
+    assert config.threat_length == 4
+    net = build_network(config).eval()
+    assert not any("windows" in k or "incidence" in k for k in net.state_dict())
+    core = envs.game_class("connect_four").from_moves("445566")
+    x = torch.from_numpy(core.observation())
+    legal = torch.from_numpy(core.legal_mask())
+    with torch.no_grad():
+        logits, value = net(x, legal)
+        fast_logits, fast_value = inference_model(net, x, backend="jit")(x, legal)
+        blind = net.threats.forward
+        net.threats.forward = lambda t: torch.cat([blind(t)[:, :2], torch.zeros_like(t)], 1)
+        assert not torch.allclose(net(x, legal)[0], logits)
+    assert torch.allclose(fast_logits, logits, atol=1e-5)
+    assert torch.allclose(fast_value, value, atol=1e-5)
+    again = build_network(config)
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    again.load_state_dict(torch.load(buffer))

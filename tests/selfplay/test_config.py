@@ -81,6 +81,10 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"league_gating": "sprt", "eval_games": 30}, "league_gating sprt needs eval_games >= 31"),
         ({"league_gating": "sprt", "algo": "ppo"}, "league_gating sprt works with algo alphazero"),
         ({"play_simulations": -1}, "play_simulations must be an integer >= 0, got -1"),
+        (
+            {"threat_planes": True, "net": "transformer"},
+            "threat_planes works with the planes nets (convnet, mlp), got threat_planes true",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_a_one_line_message(

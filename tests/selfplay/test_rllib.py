@@ -109,6 +109,8 @@ def some_positions(game: str) -> envs.BatchedGame:
         ("connect_four", "mlp", {"hidden": (32, 32)}),
         ("connect_four", "convnet", {"channels": 8, "blocks": 1}),
         ("tictactoe", "transformer", {"width": 16, "heads": 2, "depth": 1}),
+        ("connect_four", "mlp", {"hidden": (32, 32), "threats": True}),
+        ("tictactoe", "convnet", {"channels": 8, "blocks": 1, "threats": True}),
     ],
 )
 def test_symmetric_module_is_exactly_symmetric(game: str, net: str, sizes: dict) -> None:
@@ -214,14 +216,19 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it(monkeypatch
         rb.resolve_precision("half")
 
 
-@pytest.mark.parametrize("game", ["connect_four", "tictactoe"])  # tictactoe: rotations
-def test_exported_symmetric_policy_plays_as_the_module(game: str) -> None:
+@pytest.mark.parametrize(
+    ("game", "threats"), [("connect_four", False), ("tictactoe", False), ("connect_four", True)]
+)  # tictactoe: rotations
+def test_exported_symmetric_policy_plays_as_the_module(game: str, threats: bool) -> None:
     """The checkpoint a symmetric PPO run exports plays the module's greedy moves."""
     from selfplay.api import TrainedPlayer
     from selfplay.config import TrainConfig
 
-    cfg = TrainConfig(game=game, algo="ppo", net="mlp", hidden=32, symmetric=True)
+    cfg = TrainConfig(
+        game=game, algo="ppo", net="mlp", hidden=32, symmetric=True, threat_planes=threats
+    )
     game, network, _ = rb._from_cfg(cfg)
+    assert network.threat_length == (4 if threats else 0)
     torch.manual_seed(0)
     module = rb.module_spec(network, game, symmetric=True).build().eval()
     player = TrainedPlayer(cfg, module.net.state_dict(), simulations=0)
