@@ -6,7 +6,10 @@ Three families share one interface (`PolicyValueNet`):
   BatchNorm that folds into the convolutions for inference (`fuse_for_inference`);
 - `Transformer`: board cells as tokens with learned positions and a prepended value token,
   pre-norm blocks whose attention goes through `kernels.attention`;
-- `MLP`: a small fully connected net for tests.
+- `MLP`: a small fully connected net (the PPO preset's policy).
+
+Convnet and MLP can also take `ThreatPlanes` (``threat_length``): two input planes computed
+inside the net, the empty cells where either side would complete a line.
 
 Inputs: planes are float32 (N, 2, rows, cols) (plane 0 = the mover's stones, plane 1 = the
 opponent's); tokens are int64 (N, rows * cols), row-major, 0 = empty, 1 = mover, 2 = opponent.
