@@ -137,7 +137,7 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """A small fully connected net over flattened planes, for tests."""
+    """A small fully connected net over flattened planes (the PPO preset's policy)."""
 
     rows: int = 6
     """Board rows (6 for Connect Four, 3 for Tic-Tac-Toe)."""
@@ -221,7 +221,7 @@ class ThreatPlanes(nn.Module):
         open_lines = torch.stack([(own == k - 1) & (other == 0), (other == k - 1) & (own == 0)], 1)
         hits = open_lines.to(self.incidence.dtype) @ self.incidence  # (N, 2, cells)
         empty = 1.0 - flat.sum(1, keepdim=True)  # (N, 1, cells)
-        threats = (hits > 0).to(x.dtype) * empty.to(x.dtype)  # (N, 2, cells)
+        threats = (hits > 0).to(x.dtype) * empty  # (N, 2, cells)
         return torch.cat([flat, threats], 1).reshape(n, 4, *x.shape[2:])
 
 

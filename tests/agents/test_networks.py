@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -174,12 +175,18 @@ def test_batchnorm_folding_matches_eval_mode() -> None:
     ("backend", "chunk"),
     [("eager", None), ("jit", None), ("onednn", None), ("jit", 4), ("auto", None)],
 )
-@pytest.mark.parametrize("family", ["mlp", "convnet", "transformer"])
+@pytest.mark.parametrize(
+    "family", ["mlp", "convnet", "transformer", "mlp+threats", "convnet+threats"]
+)
 def test_inference_model_matches_eval_net(family: str, backend: str, chunk: int | None) -> None:
     if backend == "onednn" and not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN")
     torch.manual_seed(0)
-    net = build_network(small_configs(6, 7, 7)[family]).eval()
+    kind, _, threats = family.partition("+")
+    config = small_configs(6, 7, 7)[kind]
+    if threats:
+        config = dataclasses.replace(config, threat_length=4)
+    net = build_network(config).eval()
     generator = torch.Generator().manual_seed(5)
     example, _ = random_inputs(net, 32, generator)
     x, legal = random_inputs(net, 13, generator)  # another batch size than the example
