@@ -180,6 +180,11 @@ class TrainConfig:
     symmetric: bool = False
     """ppo: policy and value average the net over the board's symmetries (Connect Four: its
     mirror image), so they are exactly symmetric; the exported agent plays the same way"""
+    policy_average: int = 0
+    """ppo: the policy the run evaluates and exports (checkpoint.pt) is the mean of the weights
+    of the newest k frozen snapshots (weight averaging, as in SWA; training is unchanged and
+    the learner goes on from its own weights); 0 = the learner's own weights. At most
+    league_snapshots"""
     ppo_sampler: str = "batched"
     """ppo: how EnvRunners play their games: batched (all of an EnvRunner's games stepped as
     one array on our game core, one forward pass per module per step; the episodes are the
@@ -283,6 +288,16 @@ class TrainConfig:
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "
                 f"augment), got symmetric true with algo {self.algo}"
             )
+        if self.algo != "ppo" and self.policy_average:
+            raise ValueError(
+                f"policy_average works with algo ppo only (alphazero exports its learner's "
+                f"net), got policy_average {self.policy_average} with algo {self.algo}"
+            )
+        if self.policy_average > self.league_snapshots:
+            raise ValueError(
+                f"policy_average averages kept snapshots, so it must be <= league_snapshots "
+                f"({self.league_snapshots}), got {self.policy_average}"
+            )
         if self.algo != "ppo" and self.league_greedy:
             raise ValueError(
                 f"league_greedy works with algo ppo only (alphazero's opponents search), got "
@@ -376,6 +391,7 @@ _INT_MIN: dict[str, int] = {
             "play_simulations",
             "opening_plies",
             "ppo_lr_decay_steps",
+            "policy_average",
         ),
         0,
     ),

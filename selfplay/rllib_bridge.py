@@ -35,7 +35,7 @@ import math
 import shutil
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -883,6 +883,9 @@ class PPOSettings:
     """the module averages the net over the board's symmetries (an exactly symmetric policy)"""
     greedy_snapshots: bool = False
     """frozen league snapshots play their most likely move instead of sampling"""
+    policy_average: int = 0
+    """the policy evaluated (and exported by `train`): the mean of the weights of the newest k
+    frozen snapshots (`policy_state`); 0: the learner's own weights"""
     sampler: str = "batched"
     """EnvRunner: batched (`BatchedSelfPlayEnvRunner`, all games on one core) or rllib
     (RLlib's MultiAgentEnvRunner through the PettingZoo wrapper)"""
@@ -1068,11 +1071,50 @@ def restore(algo: Algorithm, run_dir: str | Path) -> dict[str, Any]:
     return state
 
 
-def learner_module(algo: Algorithm) -> PolicyValueRLModule:
+def average_states(states: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The mean of module states of one architecture (weight averaging): floating entries
+    averaged in float64 and cast back, any others (counters) taken from the last state."""
+    if not states:
+        raise ValueError("average_states needs at least one state, got none")
+    keys = set(states[0])
+    for state in states[1:]:
+        if set(state) != keys:
+            raise ValueError(
+                f"states to average must hold the same entries, got {sorted(keys)} and "
+                f"{sorted(state)}"
+            )
+    averaged: dict[str, np.ndarray] = {}
+    for key in states[0]:
+        values = [np.asarray(state[key]) for state in states]
+        if np.issubdtype(values[0].dtype, np.floating):
+            mean = np.mean(np.stack(values).astype(np.float64), axis=0)
+            averaged[key] = mean.astype(values[0].dtype)
+        else:
+            averaged[key] = values[-1]
+    return averaged
+
+
+def policy_state(algo: Algorithm, average: int = 0) -> tuple[dict[str, Any], list[str]]:
+    """The weights a run plays as its policy, and the modules they come from: the learner's
+    own (``average`` 0), or the mean of the newest ``average`` frozen snapshots' weights
+    (weight averaging, as in SWA: at a constant rate the greedy policy's strength moves by
+    tens of points between snapshots 10 iterations apart; their mean is steadier, though a
+    long stretch of weak snapshots drags it down too). Fewer are averaged while the league
+    holds fewer; the learner's own while it holds none."""
+    if isinstance(average, bool) or not isinstance(average, int) or average < 0:
+        raise ValueError(f"average must be an integer >= 0, got {average!r}")
+    names = driver_callback(algo).league.snapshot_names()[-average:] if average else []
+    if not names:
+        return dict(module_state(algo, LEARNER)), [LEARNER]
+    return average_states([module_state(algo, name) for name in names]), names
+
+
+def learner_module(algo: Algorithm, average: int = 0) -> PolicyValueRLModule:
     """A local copy of "main" with the learner's current weights (the EnvRunners' copies may
-    lag an update behind, and with remote EnvRunners the driver may hold none)."""
+    lag an update behind, and with remote EnvRunners the driver may hold none), or with the
+    mean of the newest ``average`` snapshots' weights (`policy_state`)."""
     module = algo.config.rl_module_spec.rl_module_specs[LEARNER].build()
-    module.set_state(module_state(algo, LEARNER))
+    module.set_state(policy_state(algo, average)[0])
     return module.eval()
 
 
@@ -1082,10 +1124,12 @@ def evaluate(
     opponents: Iterable[str],
     num_games: int,
     seed: int = 0,
+    average: int = 0,
     **game_options: Any,
 ) -> dict[str, dict[str, float]]:
-    """The learner's greedy policy against baseline players in our arena (seats alternated)."""
-    player = RLModulePlayer(learner_module(algo), LEARNER)
+    """The learner's greedy policy (or the weight average of its newest ``average`` snapshots,
+    `policy_state`) against baseline players in our arena (seats alternated)."""
+    player = RLModulePlayer(learner_module(algo, average), LEARNER)
     report: dict[str, dict[str, float]] = {}
     for spec in opponents:
         opponent = make_player(spec, game, seed=seed)
@@ -1159,6 +1203,7 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         opening_plies=cfg.opening_plies,
         symmetric=cfg.symmetric,
         greedy_snapshots=cfg.league_greedy,
+        policy_average=cfg.policy_average,
         sampler=cfg.ppo_sampler,
         precision=cfg.precision,
         num_env_runners=cfg.workers,
@@ -1239,8 +1284,9 @@ def train_ppo(
             if last_evaluation.get("iteration") == algo.iteration:
                 return last_evaluation["report"]  # these weights were just evaluated
             report = evaluate(
-                algo, game, settings.eval_opponents, settings.eval_games, seed=settings.seed
-            )
+                algo, game, settings.eval_opponents, settings.eval_games, seed=settings.seed,
+                average=settings.policy_average,
+            )  # fmt: skip
             last_evaluation.update(iteration=algo.iteration, report=report)
             if on_evaluation is not None:
                 on_evaluation(algo.iteration, report)
@@ -1283,6 +1329,7 @@ def train_ppo(
             "precision": "bfloat16" if learner_module(algo).bfloat16 else "float32",
             "league": driver_callback(algo).summary(),
             "snapshots": driver_callback(algo).league.snapshot_names(),
+            "policy": policy_state(algo, settings.policy_average)[1],
             "evaluation": evaluation,
             "learner": {
                 key: float(value)
@@ -1295,18 +1342,22 @@ def train_ppo(
 
 
 def export_policy(algo: Algorithm, run_dir: str | Path, cfg: Any) -> Path:
-    """Write the learner's net as a selfplay checkpoint (``run_dir/checkpoint.pt``), so
-    ``load_player``, ``selfplay play``, arena and eval use PPO runs like AlphaZero runs.
-    `train` calls it at every checkpoint, so a killed run has one too."""
+    """Write the run's policy net as a selfplay checkpoint (``run_dir/checkpoint.pt``), so
+    ``load_player``, ``selfplay play``, arena and eval use PPO runs like AlphaZero runs: the
+    learner's weights, or with ``cfg.policy_average`` the mean of its newest snapshots'
+    (`policy_state`; the counter ``averaged`` says how many). `train` calls it at every
+    checkpoint, so a killed run has one too; a resume restores the learner from RLlib's
+    checkpoint, never from this one."""
     from selfplay.checkpoint import checkpoint_path, save_checkpoint
     from selfplay.config import to_dict
 
-    net = learner_module(algo).net
+    average = _cfg_value(cfg, "policy_average", 0)
+    averaged = min(average, len(driver_callback(algo).league.snapshot_names()))
     return save_checkpoint(
         checkpoint_path(run_dir),
-        model=net.state_dict(),
+        model=learner_module(algo, average).net.state_dict(),
         optimizer={},
-        counters={"iterations": algo.iteration},
+        counters={"iterations": algo.iteration, "averaged": averaged},
         config=to_dict(cfg),
     )
 
@@ -1379,8 +1430,14 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
             on_iteration=log, on_save=lambda algo: export_policy(algo, run_dir, cfg),
             on_evaluation=log_evaluation,
         )  # fmt: skip
+        averaged = len(summary["policy"]) if cfg.policy_average else 0
         tracker.log_summary(
-            {"iterations": summary["iterations"], "precision": summary["precision"], **final}
+            {
+                "iterations": summary["iterations"],
+                "precision": summary["precision"],
+                "averaged": averaged,
+                **final,
+            }
         )
         summary["metrics"] = dict(final)
         return summary
@@ -1406,6 +1463,7 @@ __all__ = [
     "RLModulePlayer",
     "SelfPlayLeague",
     "add_snapshot",
+    "average_states",
     "build_ppo",
     "cpu_has_bfloat16",
     "driver_callback",
@@ -1419,6 +1477,7 @@ __all__ = [
     "module_state",
     "network_config_for_game",
     "network_config_from",
+    "policy_state",
     "ppo_settings",
     "push_mapping",
     "register_envs",

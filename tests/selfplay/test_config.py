@@ -217,6 +217,7 @@ def test_connect_four_ppo_preset() -> None:
     assert config.eval_opponents == "random,alphabeta:2" and config.eval_games == 200
     assert config.symmetric and config.snapshot_every == 10 and config.precision == "auto"
     assert config.league_mix == "latest=0.8,past=0.2" and config.league_snapshots == 20
+    assert config.policy_average == 10
     assert config.threat_planes and config.lr == 3e-4 and config.ppo_lr_decay_steps == 0
 
 
@@ -248,6 +249,13 @@ def test_opening_plies_are_for_ppo_only() -> None:
     with pytest.raises(ValueError, match="ppo_lr_final 3e-05 needs ppo_lr_decay_steps > 0"):
         TrainConfig(algo="ppo", ppo_lr_final=3e-5)
     assert TrainConfig(algo="ppo", ppo_lr_final=3e-5, ppo_lr_decay_steps=10).ppo_lr_final == 3e-5
+    with pytest.raises(ValueError, match="policy_average works with algo ppo only"):
+        TrainConfig(policy_average=5)
+    with pytest.raises(ValueError, match=r"must be <= league_snapshots \(20\), got 21"):
+        TrainConfig(algo="ppo", policy_average=21)
+    with pytest.raises(ValueError, match="policy_average must be an integer >= 0, got -1"):
+        TrainConfig(algo="ppo", policy_average=-1)
+    assert TrainConfig(algo="ppo", policy_average=20).policy_average == 20
 
 
 def test_ppo_runs_saved_before_the_ppo_fields_keep_their_sampling() -> None:

@@ -375,6 +375,22 @@ def test_episode_mapping_is_a_function_of_the_episode() -> None:
     assert [copy.assignment(f"episode-{i}")[1] for i in range(400)] == opponents
 
 
+def test_average_states_means_floats_and_keeps_the_newest_counters() -> None:
+    states = [
+        {"w": np.array([1.0, 2.0], np.float32), "steps": np.array(3, np.int64)},
+        {"w": np.array([2.0, 4.0], np.float32), "steps": np.array(5, np.int64)},
+        {"w": np.array([6.0, 0.0], np.float32), "steps": np.array(9, np.int64)},
+    ]
+    averaged = rb.average_states(states)
+    assert averaged["w"].dtype == np.float32 and np.array_equal(averaged["w"], [3.0, 2.0])
+    assert averaged["steps"] == 9  # not a weight: the newest state's
+    assert np.array_equal(states[0]["w"], [1.0, 2.0])  # the inputs are left alone
+    with pytest.raises(ValueError, match="needs at least one state"):
+        rb.average_states([])
+    with pytest.raises(ValueError, match=r"must hold the same entries, got \['steps', 'w'\]"):
+        rb.average_states([states[0], {"w": states[1]["w"]}])
+
+
 def test_league_state_round_trip_keeps_results_and_takes_new_settings() -> None:
     league = rb.SelfPlayLeague(LeagueConfig(latest=0.5, past=0.5, max_snapshots=3))
     for i, name in enumerate(["s1", "s2"]):
@@ -542,6 +558,29 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
         assert not weights_equal(rb.module_state(algo, rb.LEARNER), main_at_snapshot)
         assert callback.league.snapshot_names() == ["main_it00002", "main_it00004"]
 
+        # the averaged policy: the mean of the newest snapshots' weights, never the learner's
+        both = [rb.module_state(algo, name) for name in ("main_it00002", "main_it00004")]
+        state, sources = rb.policy_state(algo, 2)
+        assert sources == ["main_it00002", "main_it00004"]
+        for key, value in state.items():
+            want = (np.asarray(both[0][key], np.float64) + np.asarray(both[1][key])) / 2
+            np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7)
+        assert rb.policy_state(algo, 5)[1] == sources  # fewer kept: all of them
+        newest, sources = rb.policy_state(algo, 1)
+        assert sources == ["main_it00004"] and weights_equal(newest, both[1])
+        own, sources = rb.policy_state(algo, 0)
+        assert sources == [rb.LEARNER] and weights_equal(own, rb.module_state(algo, rb.LEARNER))
+        # ... is what the exported checkpoint holds and what plays
+        from selfplay.checkpoint import load_checkpoint
+        from selfplay.config import TrainConfig
+
+        cfg = TrainConfig(game=GAME, algo="ppo", net="mlp", hidden=32, policy_average=2)
+        saved = load_checkpoint(rb.export_policy(algo, tmp_path / "export", cfg))
+        assert saved.counters["averaged"] == 2
+        module = rb.learner_module(algo, 2)
+        assert weights_equal(saved.model, module.net.state_dict())
+        assert weights_equal({f"net.{k}": v for k, v in saved.model.items()}, state)
+
         # masking held: the strict envs would have raised, and they counted no illegal action
         illegal, steps = illegal_and_steps(algo)
         assert illegal == 0 and steps > 1000
@@ -634,8 +673,11 @@ class NewestSnapshotLeague(rb.SelfPlayLeague):
 @pytest.mark.slow
 def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: Path) -> None:
     cfg = {"game": GAME, "net": "mlp", "hidden": 32, "seed": 3, "eval_games": 10}
-    # evaluated after each iteration; matrix products in bfloat16 (the connect_four_ppo preset's)
-    settings = tiny_settings(snapshot_every=1, eval_every_minutes=1e-6, precision="bfloat16")
+    # evaluated after each iteration, the mean of the two newest snapshots playing; matrix
+    # products in bfloat16 (the connect_four_ppo preset's)
+    settings = tiny_settings(
+        snapshot_every=1, eval_every_minutes=1e-6, precision="bfloat16", policy_average=2
+    )
     seen: list[int] = []
     saved: list[int] = []
     evaluations: list[tuple[int, dict]] = []
@@ -663,6 +705,7 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
     assert (tmp_path / rb.CHECKPOINT_DIR).is_dir()
     state = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
     assert state["snapshots"] == ["main_it00001", "main_it00002"] and state["iteration"] == 2
+    assert first["policy"] == ["main_it00001", "main_it00002"]  # what the evaluation played
     report = first["evaluation"]["random"]
     assert report["games"] == 10 and report["wins"] + report["draws"] + report["losses"] == 10
     assert state["evaluation"]["random"] == report
@@ -700,7 +743,7 @@ def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) 
         sys.executable, "-m", "selfplay.cli", "train", "--algo", "ppo", "--preset", "tictactoe",
         "--net", "mlp", "--minutes", "0.4", "--runs-dir", str(tmp_path), "--run-name", "ppo",
         "--eval-games", "10", "--eval-opponents", "random,solver", "--wandb", "offline",
-        "--league-mix", "latest=0.8,past=0.2",
+        "--league-mix", "latest=0.8,past=0.2", "--policy-average", "2", "--snapshot-every", "1",
     ]  # fmt: skip
     env = {**os.environ, "WANDB_SILENT": "true"}
     first = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
@@ -721,6 +764,13 @@ def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) 
     league = json.loads((run_dir / "league.json").read_text())
     before = league["iteration"]
     assert before >= 1
+    # evaluated and exported: the mean of the two newest snapshots (fewer while fewer exist)
+    from selfplay.checkpoint import load_checkpoint
+
+    averaged = min(2, len(league["snapshots"]))
+    assert averaged >= 1
+    assert json.loads((run_dir / "summary.json").read_text())["averaged"] == averaged
+    assert load_checkpoint(run_dir / "checkpoint.pt").counters["averaged"] == averaged
     # the policy is exported for load_player / play / arena / eval: greedy, legal moves
     import selfplay
 
