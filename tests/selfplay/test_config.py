@@ -217,7 +217,7 @@ def test_connect_four_ppo_preset() -> None:
     assert config.eval_opponents == "random,alphabeta:2" and config.eval_games == 200
     assert config.symmetric and config.snapshot_every == 10 and config.precision == "auto"
     assert config.league_mix == "latest=0.8,past=0.2" and config.league_snapshots == 20
-    assert config.policy_average == 10
+    assert config.policy_average == 0  # the learner's own weights (README: no clear gain)
     assert config.threat_planes and config.lr == 3e-4 and config.ppo_lr_decay_steps == 0
 
 
