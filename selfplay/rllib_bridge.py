@@ -1073,7 +1073,9 @@ def restore(algo: Algorithm, run_dir: str | Path) -> dict[str, Any]:
 
 def average_states(states: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """The mean of module states of one architecture (weight averaging): floating entries
-    averaged in float64 and cast back, any others (counters) taken from the last state."""
+    averaged in float64 and cast back, any others (counters) taken from the last state.
+    BatchNorm running statistics (convnet) are averaged like weights, not re-estimated on
+    data as SWA recommends."""
     if not states:
         raise ValueError("average_states needs at least one state, got none")
     keys = set(states[0])
