@@ -1096,19 +1096,24 @@ def average_states(states: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]
     return averaged
 
 
-def policy_state(algo: Algorithm, average: int = 0) -> tuple[dict[str, Any], list[str]]:
-    """The weights a run plays as its policy, and the modules they come from: the learner's
-    own (``average`` 0), or the mean of the newest ``average`` frozen snapshots' weights
-    (weight averaging, as in SWA: at a constant rate the greedy policy's strength moves by
-    tens of points between snapshots 10 iterations apart; their mean is steadier, though a
-    long stretch of weak snapshots drags it down too). Fewer are averaged while the league
-    holds fewer; the learner's own while it holds none."""
+def averaged_snapshots(algo: Algorithm, average: int) -> list[str]:
+    """The frozen snapshots whose mean weights are the run's policy: the newest ``average``
+    (fewer while the league holds fewer); none for ``average`` 0 or an empty league (the
+    learner's own weights, `policy_state`)."""
     if isinstance(average, bool) or not isinstance(average, int) or average < 0:
         raise ValueError(f"average must be an integer >= 0, got {average!r}")
-    names = driver_callback(algo).league.snapshot_names()[-average:] if average else []
+    return driver_callback(algo).league.snapshot_names()[-average:] if average else []
+
+
+def policy_state(algo: Algorithm, average: int = 0) -> dict[str, Any]:
+    """The weights a run plays as its policy: the mean of `averaged_snapshots` (weight
+    averaging, as in SWA: at a constant rate the greedy policy's strength moves by tens of
+    points between snapshots 10 iterations apart; their mean is steadier, though a long
+    stretch of weak snapshots drags it down too), or the learner's own when that is empty."""
+    names = averaged_snapshots(algo, average)
     if not names:
-        return dict(module_state(algo, LEARNER)), [LEARNER]
-    return average_states([module_state(algo, name) for name in names]), names
+        return dict(module_state(algo, LEARNER))
+    return average_states([module_state(algo, name) for name in names])
 
 
 def learner_module(algo: Algorithm, average: int = 0) -> PolicyValueRLModule:
@@ -1116,7 +1121,7 @@ def learner_module(algo: Algorithm, average: int = 0) -> PolicyValueRLModule:
     lag an update behind, and with remote EnvRunners the driver may hold none), or with the
     mean of the newest ``average`` snapshots' weights (`policy_state`)."""
     module = algo.config.rl_module_spec.rl_module_specs[LEARNER].build()
-    module.set_state(policy_state(algo, average)[0])
+    module.set_state(policy_state(algo, average))
     return module.eval()
 
 
@@ -1331,7 +1336,7 @@ def train_ppo(
             "precision": "bfloat16" if learner_module(algo).bfloat16 else "float32",
             "league": driver_callback(algo).summary(),
             "snapshots": driver_callback(algo).league.snapshot_names(),
-            "policy": policy_state(algo, settings.policy_average)[1],
+            "averaged": averaged_snapshots(algo, settings.policy_average),
             "evaluation": evaluation,
             "learner": {
                 key: float(value)
@@ -1347,14 +1352,14 @@ def export_policy(algo: Algorithm, run_dir: str | Path, cfg: Any) -> Path:
     """Write the run's policy net as a selfplay checkpoint (``run_dir/checkpoint.pt``), so
     ``load_player``, ``selfplay play``, arena and eval use PPO runs like AlphaZero runs: the
     learner's weights, or with ``cfg.policy_average`` the mean of its newest snapshots'
-    (`policy_state`; the counter ``averaged`` says how many). `train` calls it at every
-    checkpoint, so a killed run has one too; a resume restores the learner from RLlib's
-    checkpoint, never from this one."""
+    (`policy_state`; the counter ``averaged`` says how many, 0 for the learner's own).
+    `train` calls it at every checkpoint, so a killed run has one too; a resume restores the
+    learner from RLlib's checkpoint, never from this one."""
     from selfplay.checkpoint import checkpoint_path, save_checkpoint
     from selfplay.config import to_dict
 
     average = _cfg_value(cfg, "policy_average", 0)
-    averaged = min(average, len(driver_callback(algo).league.snapshot_names()))
+    averaged = len(averaged_snapshots(algo, average))
     return save_checkpoint(
         checkpoint_path(run_dir),
         model=learner_module(algo, average).net.state_dict(),
@@ -1432,12 +1437,11 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
             on_iteration=log, on_save=lambda algo: export_policy(algo, run_dir, cfg),
             on_evaluation=log_evaluation,
         )  # fmt: skip
-        averaged = len(summary["policy"]) if cfg.policy_average else 0
         tracker.log_summary(
             {
                 "iterations": summary["iterations"],
                 "precision": summary["precision"],
-                "averaged": averaged,
+                "averaged": len(summary["averaged"]),
                 **final,
             }
         )
@@ -1466,6 +1470,7 @@ __all__ = [
     "SelfPlayLeague",
     "add_snapshot",
     "average_states",
+    "averaged_snapshots",
     "build_ppo",
     "cpu_has_bfloat16",
     "driver_callback",

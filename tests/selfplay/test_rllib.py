@@ -560,16 +560,18 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
 
         # the averaged policy: the mean of the newest snapshots' weights, never the learner's
         both = [rb.module_state(algo, name) for name in ("main_it00002", "main_it00004")]
-        state, sources = rb.policy_state(algo, 2)
-        assert sources == ["main_it00002", "main_it00004"]
+        assert rb.averaged_snapshots(algo, 2) == ["main_it00002", "main_it00004"]
+        state = rb.policy_state(algo, 2)
         for key, value in state.items():
             want = (np.asarray(both[0][key], np.float64) + np.asarray(both[1][key])) / 2
             np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7)
-        assert rb.policy_state(algo, 5)[1] == sources  # fewer kept: all of them
-        newest, sources = rb.policy_state(algo, 1)
-        assert sources == ["main_it00004"] and weights_equal(newest, both[1])
-        own, sources = rb.policy_state(algo, 0)
-        assert sources == [rb.LEARNER] and weights_equal(own, rb.module_state(algo, rb.LEARNER))
+        assert len(rb.averaged_snapshots(algo, 5)) == 2  # fewer kept: all of them
+        assert rb.averaged_snapshots(algo, 1) == ["main_it00004"]
+        assert weights_equal(rb.policy_state(algo, 1), both[1])
+        assert rb.averaged_snapshots(algo, 0) == []  # the learner's own weights
+        assert weights_equal(rb.policy_state(algo, 0), rb.module_state(algo, rb.LEARNER))
+        with pytest.raises(ValueError, match="average must be an integer >= 0, got -1"):
+            rb.policy_state(algo, -1)
         # ... is what the exported checkpoint holds and what plays
         from selfplay.checkpoint import load_checkpoint
         from selfplay.config import TrainConfig
@@ -705,7 +707,7 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
     assert (tmp_path / rb.CHECKPOINT_DIR).is_dir()
     state = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
     assert state["snapshots"] == ["main_it00001", "main_it00002"] and state["iteration"] == 2
-    assert first["policy"] == ["main_it00001", "main_it00002"]  # what the evaluation played
+    assert first["averaged"] == ["main_it00001", "main_it00002"]  # what the evaluation played
     report = first["evaluation"]["random"]
     assert report["games"] == 10 and report["wins"] + report["draws"] + report["losses"] == 10
     assert state["evaluation"]["random"] == report
