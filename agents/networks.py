@@ -152,10 +152,30 @@ class MLPConfig:
     threat_length: int = 0
     """k > 0: two more input planes computed inside the net (`ThreatPlanes`): the empty cells
     where the mover's, and the opponent's, stone would complete k in a row. 0: off."""
+    line_filters: int = 0
+    """f > 0: a first layer of f filters of filter_size x filter_size cells, each slid over
+    every window that fits on the board (no padding) and followed by a ReLU, whose outputs
+    feed the hidden layers: pattern detectors shared by the whole board, as a convnet's, at an
+    MLP's cost. 0: the planes go straight into the hidden layers."""
+    filter_size: int = 4
+    """side of the line filters' square window (Connect Four's winning length: every line of 4
+    lies in some 4 x 4 window); 1..min(rows, cols) when line_filters is on"""
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "num_actions", "in_planes"):
             _require_positive(name, getattr(self, name))
+        if not isinstance(self.line_filters, int) or self.line_filters < 0:
+            raise ValueError(
+                f"line_filters must be an integer >= 0 (0: off), got {self.line_filters!r}"
+            )
+        side = min(self.rows, self.cols)
+        if self.line_filters and not (
+            isinstance(self.filter_size, int) and 1 <= self.filter_size <= side
+        ):
+            raise ValueError(
+                f"filter_size must be an integer from 1 to {side} (the board's shorter side), "
+                f"got {self.filter_size!r}"
+            )
         if len(self.hidden) == 0:
             raise ValueError("hidden must name at least one layer width, got ()")
         for i, width in enumerate(self.hidden):
@@ -477,7 +497,8 @@ class Transformer(PolicyValueNet):
 
 
 class MLP(PolicyValueNet):
-    """Flattened planes -> ReLU hidden layers -> policy and value heads."""
+    """Flattened planes (or, with ``line_filters``, the outputs of one unpadded convolution)
+    -> ReLU hidden layers -> policy and value heads."""
 
     input_kind: InputKind = "planes"
 
@@ -486,7 +507,13 @@ class MLP(PolicyValueNet):
         c = config
         layers: list[nn.Module] = []
         self.threats = ThreatPlanes(c.rows, c.cols, c.threat_length) if c.threat_length else None
-        width = (c.in_planes + (2 if c.threat_length else 0)) * c.rows * c.cols
+        planes = c.in_planes + (2 if c.threat_length else 0)
+        width = planes * c.rows * c.cols
+        self.filters = None
+        if c.line_filters:
+            k = c.filter_size
+            self.filters = nn.Sequential(nn.Conv2d(planes, c.line_filters, k), nn.ReLU())
+            width = c.line_filters * (c.rows - k + 1) * (c.cols - k + 1)
         for hidden in c.hidden:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -497,6 +524,8 @@ class MLP(PolicyValueNet):
     def _logits_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.threats is not None:
             x = self.threats(x)  # (N, 4, rows, cols)
+        if self.filters is not None:
+            x = self.filters(x)  # (N, line_filters, rows - k + 1, cols - k + 1)
         h = self.body(x.flatten(1))  # (N, hidden)
         return self.policy_head(h), torch.tanh(self.value_head(h)).squeeze(1)  # (N, A), (N,)
 
@@ -565,7 +594,8 @@ def network_config_for_game(
     game: str, net: str = "convnet", *, threats: bool = False, **sizes: object
 ) -> NetworkConfig:
     """A network config of kind ``net`` shaped for ``game`` (rows, columns, actions from its
-    core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths);
+    core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths) and
+    line_filters (their window: the game's winning length unless filter_size is given);
     ``threats``: add `ThreatPlanes` for the game's winning line length (convnet, mlp)."""
     import envs
 
@@ -577,6 +607,8 @@ def network_config_for_game(
         if "threat_length" not in {f.name for f in fields(NETWORK_CONFIGS[net])}:
             raise ValueError(f"threat planes work with the planes nets (convnet, mlp), got {net}")
         shape["threat_length"] = core.win_length
+    if sizes.get("line_filters") and "filter_size" not in sizes:
+        shape["filter_size"] = min(core.win_length, core.rows, core.cols)
     return NETWORK_CONFIGS[net](**shape, **sizes)
 
 

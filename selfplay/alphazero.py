@@ -58,7 +58,7 @@ def network_config(cfg: TrainConfig) -> NetworkConfig:
     sizes: dict[str, Any] = {
         "convnet": {"channels": cfg.channels, "blocks": cfg.blocks},
         "transformer": {"width": cfg.width, "heads": cfg.heads, "depth": cfg.depth},
-        "mlp": {"hidden": (cfg.hidden,) * cfg.mlp_layers},
+        "mlp": {"hidden": (cfg.hidden,) * cfg.mlp_layers, "line_filters": cfg.line_filters},
     }[cfg.net]
     return network_config_for_game(cfg.game, cfg.net, threats=cfg.threat_planes, **sizes)
 

@@ -96,6 +96,10 @@ class TrainConfig:
     """mlp: hidden units per layer"""
     mlp_layers: int = 2
     """mlp: number of hidden layers"""
+    line_filters: int = 0
+    """mlp: f > 0 puts a layer of f filters before the hidden layers, each a square window as
+    long as the game's winning line (4 x 4 in Connect Four) slid over the board: pattern
+    detectors shared by the whole board, as a convnet's; 0: none"""
     threat_planes: bool = False
     """convnet, mlp: the net computes two more input planes from the board, the empty cells
     where the mover's and where the opponent's stone would complete a line (Connect Four's
@@ -283,6 +287,11 @@ class TrainConfig:
                 "threat_planes works with the planes nets (convnet, mlp), got threat_planes "
                 "true with net transformer"
             )
+        if self.line_filters and self.net != "mlp":
+            raise ValueError(
+                f"line_filters works with net mlp only, got line_filters {self.line_filters} "
+                f"with net {self.net}"
+            )
         if self.algo != "ppo" and self.symmetric:
             raise ValueError(
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "
@@ -392,6 +401,7 @@ _INT_MIN: dict[str, int] = {
             "opening_plies",
             "ppo_lr_decay_steps",
             "policy_average",
+            "line_filters",
         ),
         0,
     ),

@@ -176,16 +176,19 @@ def test_batchnorm_folding_matches_eval_mode() -> None:
     [("eager", None), ("jit", None), ("onednn", None), ("jit", 4), ("auto", None)],
 )
 @pytest.mark.parametrize(
-    "family", ["mlp", "convnet", "transformer", "mlp+threats", "convnet+threats"]
+    "family",
+    ["mlp", "convnet", "transformer", "mlp+threats", "convnet+threats", "mlp+filters"],
 )
 def test_inference_model_matches_eval_net(family: str, backend: str, chunk: int | None) -> None:
     if backend == "onednn" and not torch.backends.mkldnn.is_available():
         pytest.skip("this torch build has no oneDNN")
     torch.manual_seed(0)
-    kind, _, threats = family.partition("+")
+    kind, _, extra = family.partition("+")
     config = small_configs(6, 7, 7)[kind]
-    if threats:
+    if extra == "threats":
         config = dataclasses.replace(config, threat_length=4)
+    if extra == "filters":
+        config = dataclasses.replace(config, threat_length=4, line_filters=8)
     net = build_network(config).eval()
     generator = torch.Generator().manual_seed(5)
     example, _ = random_inputs(net, 32, generator)
@@ -251,6 +254,35 @@ def test_parameter_counts() -> None:
     assert counts["transformer"] == embed + 4 * block + heads
 
 
+def test_line_filters_shape_count_and_checkpoint_keys() -> None:
+    """line_filters: an unpadded filter_size-square convolution before the hidden layers, its
+    window the game's winning length by default; without it the MLP's state dict keeps the
+    keys it always had (checkpoints from before the option load)."""
+    config = network_config_for_game("connect_four", "mlp", hidden=(32,), line_filters=16)
+    assert (config.filter_size, config.line_filters) == (4, 16)
+    assert network_config_for_game("tictactoe", "mlp", line_filters=4).filter_size == 3
+    net = build_network(config)
+    conv = 2 * 16 * 4 * 4 + 16  # 2 planes in, 16 filters of 4 x 4
+    windows = (6 - 4 + 1) * (7 - 4 + 1)  # 3 x 4 places a 4 x 4 window fits on 6 x 7
+    assert net.num_parameters() == conv + (16 * windows * 32 + 32) + (32 * 7 + 7) + (32 + 1)
+    x, legal = random_inputs(net, 5, torch.Generator().manual_seed(2))
+    logits, value = net(x, legal)
+    assert logits.shape == (5, 7) and value.shape == (5,)
+    assert torch.equal(torch.isinf(logits), ~legal)
+    # the same filter reads every window: a pattern moved by one column moves its response
+    stones = torch.zeros(1, 2, 6, 7)
+    stones[0, 0, 5, 0:3] = 1.0  # three in the bottom row, columns 0-2
+    moved = torch.roll(stones, 1, dims=3)  # columns 1-3
+    with torch.no_grad():
+        a, b = net.filters(stones), net.filters(moved)
+    torch.testing.assert_close(a[..., 2, 0], b[..., 2, 1])
+    plain = build_network(MLPConfig(hidden=(32,)))
+    assert sorted(plain.state_dict()) == [
+        "body.0.bias", "body.0.weight", "policy_head.bias", "policy_head.weight",
+        "value_head.bias", "value_head.weight",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("make", "words"),
     [
@@ -260,6 +292,8 @@ def test_parameter_counts() -> None:
         (lambda: MLPConfig(hidden=(64, 0)), ["hidden[1]", "positive"]),
         (lambda: build_network("convnet"), ["ConvNetConfig", "TransformerConfig", "MLPConfig"]),
         (lambda: MLPConfig(threat_length=8), ["threat_length", "2 to 7", "8"]),
+        (lambda: MLPConfig(line_filters=-1), ["line_filters", ">= 0", "-1"]),
+        (lambda: MLPConfig(line_filters=8, filter_size=7), ["filter_size", "1 to 6", "7"]),
         (lambda: ConvNetConfig(threat_length=4, in_planes=3), ["in_planes 2", "in_planes 3"]),
         (
             lambda: network_config_for_game("connect_four", "transformer", threats=True),

@@ -219,6 +219,7 @@ def test_connect_four_ppo_preset() -> None:
     assert config.league_mix == "latest=0.8,past=0.2" and config.league_snapshots == 20
     assert config.policy_average == 0  # the learner's own weights (README: no clear gain)
     assert config.threat_planes and config.lr == 3e-4 and config.ppo_lr_decay_steps == 0
+    assert config.line_filters == 64
 
 
 def test_opening_plies_are_for_ppo_only() -> None:
@@ -229,6 +230,10 @@ def test_opening_plies_are_for_ppo_only() -> None:
         TrainConfig(algo="ppo", opening_plies=-1)
     with pytest.raises(ValueError, match="mlp_layers must be an integer >= 1, got 0"):
         TrainConfig(mlp_layers=0)
+    with pytest.raises(ValueError, match="line_filters must be an integer >= 0, got -2"):
+        TrainConfig(net="mlp", line_filters=-2)
+    with pytest.raises(ValueError, match="line_filters works with net mlp only.*net convnet"):
+        TrainConfig(net="convnet", line_filters=8)
     with pytest.raises(ValueError, match="symmetric works with algo ppo only"):
         TrainConfig(symmetric=True)
     with pytest.raises(ValueError, match="league_greedy works with algo ppo only"):
