@@ -164,7 +164,8 @@ class MLPConfig:
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "num_actions", "in_planes"):
             _require_positive(name, getattr(self, name))
-        if not isinstance(self.line_filters, int) or self.line_filters < 0:
+        f = self.line_filters
+        if not isinstance(f, int) or isinstance(f, bool) or f < 0:
             raise ValueError(
                 f"line_filters must be an integer >= 0 (0: off), got {self.line_filters!r}"
             )

@@ -111,6 +111,8 @@ def some_positions(game: str) -> envs.BatchedGame:
         ("tictactoe", "transformer", {"width": 16, "heads": 2, "depth": 1}),
         ("connect_four", "mlp", {"hidden": (32, 32), "threats": True}),
         ("tictactoe", "convnet", {"channels": 8, "blocks": 1, "threats": True}),
+        ("connect_four", "mlp", {"hidden": (32,), "threats": True, "line_filters": 8}),
+        ("tictactoe", "mlp", {"hidden": (32,), "line_filters": 4}),
     ],
 )
 def test_symmetric_module_is_exactly_symmetric(game: str, net: str, sizes: dict) -> None:
@@ -217,18 +219,28 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it(monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("game", "threats"), [("connect_four", False), ("tictactoe", False), ("connect_four", True)]
-)  # tictactoe: rotations
-def test_exported_symmetric_policy_plays_as_the_module(game: str, threats: bool) -> None:
+    ("game", "threats", "filters"),
+    [
+        ("connect_four", False, 0),
+        ("tictactoe", False, 0),  # rotations
+        ("connect_four", True, 0),
+        ("connect_four", True, 8),  # the preset's kind of net
+    ],
+)
+def test_exported_symmetric_policy_plays_as_the_module(
+    game: str, threats: bool, filters: int
+) -> None:
     """The checkpoint a symmetric PPO run exports plays the module's greedy moves."""
     from selfplay.api import TrainedPlayer
     from selfplay.config import TrainConfig
 
     cfg = TrainConfig(
-        game=game, algo="ppo", net="mlp", hidden=32, symmetric=True, threat_planes=threats
-    )
+        game=game, algo="ppo", net="mlp", hidden=32, symmetric=True, threat_planes=threats,
+        line_filters=filters,
+    )  # fmt: skip
     game, network, _ = rb._from_cfg(cfg)
     assert network.threat_length == (4 if threats else 0)
+    assert (network.line_filters, network.filter_size) == (filters, 4)
     torch.manual_seed(0)
     module = rb.module_spec(network, game, symmetric=True).build().eval()
     player = TrainedPlayer(cfg, module.net.state_dict(), simulations=0)
