@@ -14,6 +14,7 @@ per-call overhead (launches, Python) that no kernel work hides.
                                                       # of kernels.attention.op.candidate_configs
                                                       # and compare with the fastest
     python scripts/bench_attention.py --sweep --grid compact --t 361  # one sequence length
+    python scripts/bench_attention.py --sweep --sweep-backward ...     # backward variants only
 
 --sweep times, for each (T, D) at H = 8 and B = 4,096 (T <= 64) or 1,024, the forward and the
 backward of every candidate configuration separately (their launch settings are independent),
@@ -196,11 +197,23 @@ class Checker:
 class ShapeSweep:
     """The candidates of one (T, D) and what has been measured of them."""
 
-    def __init__(self, T: int, D: int, B: int, H: int, device: str, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        T: int,
+        D: int,
+        B: int,
+        H: int,
+        device: str,
+        dtype: torch.dtype,
+        backward_only: bool = False,
+    ) -> None:
         from kernels.attention import op
 
         self.op, self.T, self.D, self.B, self.H = op, T, D, B, H
         self.candidates = op.candidate_configs(T, D)
+        if backward_only:  # the table's forward settings with every backward variant
+            first = _fwd_key(self.candidates[0])
+            self.candidates = [c for c in self.candidates if _fwd_key(c) == first]
         self.q, self.k, self.v, self.do = _inputs(B, H, T, D, device, dtype)
         self.checker = Checker(self.q, self.k, self.v, self.do)
         self.torch_err = self.checker.torch_err
@@ -257,17 +270,23 @@ class ShapeSweep:
 
 
 def run_sweep(
-    device: str, dtype: torch.dtype, seconds: float, dry_run: bool, only_t: list[int] | None = None
+    device: str,
+    dtype: torch.dtype,
+    seconds: float,
+    dry_run: bool,
+    only_t: list[int] | None = None,
+    backward_only: bool = False,
 ) -> dict:
     """Round-robin over the shapes until every candidate is timed or `seconds` are spent.
-    ``only_t``: sweep only these sequence lengths."""
+    ``only_t``: sweep only these sequence lengths; ``backward_only``: only the candidates with
+    the table's forward settings."""
     shapes = [(9, 16)] if dry_run else SWEEP_SHAPES
     shapes = [(T, D) for T, D in shapes if only_t is None or T in only_t]
     timer = Timer(device, target_ms=1.0 if dry_run else 10.0, repeats=1 if dry_run else 3)
     # Short sequences at B = 1024 finish in about the time a launch takes: time them at 4096.
     sweeps = [
         ShapeSweep(T, D, 2 if dry_run else (4096 if T <= 64 else 1024), 2 if dry_run else 8,
-                   device, dtype)
+                   device, dtype, backward_only)
         for T, D in shapes
     ]  # fmt: skip
     deadline = time.monotonic() + seconds
@@ -400,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", choices=["full", "compact", "quick"], default=None)
     parser.add_argument("--sweep", action="store_true", help="time launch configurations first")
     parser.add_argument("--sweep-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--sweep-backward",
+        action="store_true",
+        help="sweep only the backward variants (the table's forward settings kept)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU shapes (tests)")
     parser.add_argument(
         "--t", type=int, nargs="+", metavar="T", help="only these sequence lengths (grid, sweep)"
@@ -430,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--t {missing} not in the {grid_name} grid's T {grid['T']}")
         grid["T"] = [T for T in grid["T"] if T in args.t]
     winners = (
-        run_sweep(device, dtype, args.sweep_seconds, args.dry_run, grid["T"]) if args.sweep else {}
+        run_sweep(device, dtype, args.sweep_seconds, args.dry_run, grid["T"], args.sweep_backward)
+        if args.sweep
+        else {}
     )
 
     timer = Timer(

@@ -15,7 +15,8 @@
 #   sweep      (not in the default) scripts/bench_attention.py --sweep --grid compact: time every
 #              candidate launch configuration, then compare with the winners; for retuning the
 #              table in kernels/attention/op.py on a new GPU (SWEEP_T="361": only those
-#              sequence lengths; SWEEP_SECONDS: the sweep's time budget, default 600)
+#              sequence lengths; SWEEP_SECONDS: the sweep's time budget, default 600;
+#              SWEEP_BACKWARD=1: only the backward variants, the table's forward kept)
 # The timed parts (net, overhead, attention) run alone, after the others have finished.
 #
 # Every output is also written under $OUT when it is set (at most 8 files, flat). Exit status:
@@ -121,6 +122,7 @@ fi
 if want sweep; then
     sweep_t=()
     [ -n "${SWEEP_T:-}" ] && read -ra sweep_t <<<"--t $SWEEP_T"
+    [ "${SWEEP_BACKWARD:-0}" = 1 ] && sweep_t+=(--sweep-backward)
     "$PY" scripts/bench_attention.py --sweep --grid compact --sweep-seconds "${SWEEP_SECONDS:-600}" \
         "${sweep_t[@]}" 2>&1 | out bench_attention_sweep.txt
 fi

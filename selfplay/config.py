@@ -170,6 +170,9 @@ class TrainConfig:
     0 keeps lr constant"""
     ppo_lr_final: float = 0.0
     """ppo: the rate at the end of ppo_lr_decay_steps and after"""
+    ppo_lr_decay_start: int = 0
+    """ppo: environment steps at the constant lr before the decay begins (the decay then runs
+    from ppo_lr_decay_start to ppo_lr_decay_start + ppo_lr_decay_steps)"""
     ppo_clip: float = 0.3
     """ppo: clip range of the policy ratio (RLlib's clip_param)"""
     ppo_kl_coeff: float = 0.2
@@ -327,6 +330,11 @@ class TrainConfig:
                 f"ppo_lr_final {self.ppo_lr_final} needs ppo_lr_decay_steps > 0 (the steps over "
                 f"which the rate falls to it), got ppo_lr_decay_steps 0"
             )
+        if self.ppo_lr_decay_start and not self.ppo_lr_decay_steps:
+            raise ValueError(
+                f"ppo_lr_decay_start {self.ppo_lr_decay_start} needs ppo_lr_decay_steps > 0 "
+                f"(the steps over which the rate then falls), got ppo_lr_decay_steps 0"
+            )
         if self.league_gating == "sprt":
             if self.algo != "alphazero":
                 raise ValueError(
@@ -400,6 +408,7 @@ _INT_MIN: dict[str, int] = {
             "play_simulations",
             "opening_plies",
             "ppo_lr_decay_steps",
+            "ppo_lr_decay_start",
             "policy_average",
             "line_filters",
         ),

@@ -867,6 +867,8 @@ class PPOSettings:
     """environment steps over which the rate falls linearly from lr to lr_final (0: constant)"""
     lr_final: float = 0.0
     """the rate at the end of lr_decay_steps and after"""
+    lr_decay_start: int = 0
+    """environment steps at the constant lr before the decay begins"""
     gamma: float = 0.99
     """discount per ply (below 1: quicker wins are worth more)"""
     lambda_: float = 0.95
@@ -923,7 +925,10 @@ class PPOSettings:
         over environment steps sampled (flat after the last)."""
         if self.lr_decay_steps == 0:
             return self.lr
-        return [[0, self.lr], [self.lr_decay_steps, self.lr_final]]
+        end = [self.lr_decay_start + self.lr_decay_steps, self.lr_final]
+        if self.lr_decay_start == 0:
+            return [[0, self.lr], end]
+        return [[0, self.lr], [self.lr_decay_start, self.lr], end]
 
     def league_config(self) -> LeagueConfig:
         """The `SelfPlayLeague` config these settings describe."""
@@ -1206,6 +1211,7 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         clip_param=cfg.ppo_clip,
         lr_decay_steps=cfg.ppo_lr_decay_steps,
         lr_final=cfg.ppo_lr_final,
+        lr_decay_start=cfg.ppo_lr_decay_start,
         kl_coeff=cfg.ppo_kl_coeff,
         opening_plies=cfg.opening_plies,
         symmetric=cfg.symmetric,

@@ -65,6 +65,22 @@ def test_only_the_named_sequence_lengths(capsys: pytest.CaptureFixture[str]) -> 
     assert "--t [361] not in the dry-run grid's T [9, 42]" in capsys.readouterr().err
 
 
+def test_sweep_backward_keeps_the_forward(capsys: pytest.CaptureFixture[str]) -> None:
+    """--sweep-backward times one forward and every backward variant (fused and split)."""
+    bench = _load_script()
+    assert bench.main(["--dry-run", "--sweep", "--sweep-backward", "--t", "9"]) == 0
+    records = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    sweep = [r for r in records if r["bench"] == "attention_sweep"]
+    first = op.pick_config(9, 16)
+    forward = ("block_m", "block_n", "num_warps", "num_stages")
+    assert all(all(r["config"][f] == getattr(first, f) for f in forward) for r in sweep)
+    assert sum("fwd_ms" in r for r in sweep) == 1
+    assert len(sweep) == sum(
+        all(getattr(c, f) == getattr(first, f) for f in forward)
+        for c in op.candidate_configs(9, 16)
+    )
+
+
 def test_long_sequences_get_more_candidates() -> None:
     """Past the fused backward's reach the sweep also tries bigger tiles and deeper pipelines."""
     short, long = op.candidate_configs(81, 64), op.candidate_configs(361, 64)

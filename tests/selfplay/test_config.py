@@ -254,6 +254,10 @@ def test_opening_plies_are_for_ppo_only() -> None:
     with pytest.raises(ValueError, match="ppo_lr_final 3e-05 needs ppo_lr_decay_steps > 0"):
         TrainConfig(algo="ppo", ppo_lr_final=3e-5)
     assert TrainConfig(algo="ppo", ppo_lr_final=3e-5, ppo_lr_decay_steps=10).ppo_lr_final == 3e-5
+    with pytest.raises(ValueError, match="ppo_lr_decay_start 100 needs ppo_lr_decay_steps > 0"):
+        TrainConfig(algo="ppo", ppo_lr_decay_start=100)
+    with pytest.raises(ValueError, match="ppo_lr_decay_start must be"):
+        TrainConfig(algo="ppo", ppo_lr_decay_start=-1, ppo_lr_decay_steps=10)
     with pytest.raises(ValueError, match="policy_average works with algo ppo only"):
         TrainConfig(policy_average=5)
     with pytest.raises(ValueError, match=r"must be <= league_snapshots \(20\), got 21"):

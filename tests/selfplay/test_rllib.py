@@ -461,20 +461,30 @@ def test_ppo_clip_kl_penalty_and_lr_decay_reach_rllib(local_ray) -> None:
     settings = rb.ppo_settings(config_from_dict(changes, base=load_preset("connect_four_ppo")))
     assert (settings.clip_param, settings.kl_coeff) == (0.2, 0.0)
     assert settings.lr_schedule() == [[0, 3e-4], [512, 1e-4]]
+    late = rb.ppo_settings(
+        config_from_dict(
+            {**changes, "ppo_lr_decay_start": 256}, base=load_preset("connect_four_ppo")
+        )
+    )
+    assert late.lr_schedule() == [[0, 3e-4], [256, 3e-4], [768, 1e-4]]
     assert rb.PPOSettings(lr=1e-3).lr_schedule() == 1e-3  # no decay: a constant rate
-    tiny = tiny_settings(clip_param=0.2, kl_coeff=0.0, lr=1e-3, lr_decay_steps=512, lr_final=1e-4)
+    tiny = tiny_settings(
+        clip_param=0.2, kl_coeff=0.0, lr=1e-3, lr_decay_start=384, lr_decay_steps=512, lr_final=1e-4
+    )
     algo = rb.build_ppo(GAME, mlp(), tiny)
     try:
         assert (algo.config.clip_param, algo.config.use_kl_loss) == (0.2, False)
         optimizer = algo.learner_group._learner.get_optimizer(rb.LEARNER)
         rates = []
-        for _ in range(3):  # 256 steps each: half way down, then past the end
+        # ~260 steps each (whole episodes): flat, on the way down (twice), past the end (896)
+        for _ in range(4):
             stats = algo.train()["learners"][rb.LEARNER]
             rates.append(optimizer.param_groups[0]["lr"])
         # no KL term in the loss: total = policy + vf_coeff * vf - entropy_coeff * entropy
         expected = stats["policy_loss"] + stats["vf_loss"] - 0.01 * stats["entropy"]
         assert stats["total_loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
-        assert rates[0] < 1e-3 and rates[0] > rates[1] and rates[1:] == pytest.approx([1e-4] * 2)
+        assert rates[0] == pytest.approx(1e-3)
+        assert 1e-3 > rates[1] > rates[2] > 1e-4 and rates[3] == pytest.approx(1e-4)
     finally:
         algo.stop()
     with_kl = rb.build_ppo(GAME, mlp(), tiny_settings(kl_coeff=0.5))
