@@ -325,6 +325,14 @@ class TrainConfig:
                 f"ppo_sampler works with algo ppo only (alphazero plays through its own "
                 f"actors), got ppo_sampler {self.ppo_sampler} with algo {self.algo}"
             )
+        if self.algo != "ppo":
+            defaults = _defaults()
+            for name in _PPO_ONLY:
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(
+                        f"{name} works with algo ppo only, got {name} {getattr(self, name)} "
+                        f"with algo {self.algo} (default {defaults[name]})"
+                    )
         if self.ppo_lr_final and not self.ppo_lr_decay_steps:
             raise ValueError(
                 f"ppo_lr_final {self.ppo_lr_final} needs ppo_lr_decay_steps > 0 (the steps over "
@@ -348,6 +356,18 @@ class TrainConfig:
                     f"league_gating sprt needs eval_games >= {need} (the test reads one "
                     f"evaluation's games and cannot accept on fewer), got {self.eval_games}"
                 )
+
+
+# PPO knobs that algo alphazero has no use for: a value other than the default is refused
+# there (those with a reason of their own, such as symmetric or opening_plies, say it above).
+_PPO_ONLY = (
+    "ppo_rollout", "ppo_epochs", "entropy_coeff", "ppo_lr_decay_steps", "ppo_lr_final",
+    "ppo_lr_decay_start", "ppo_clip", "ppo_kl_coeff", "snapshot_every",
+)  # fmt: skip
+
+
+def _defaults() -> dict[str, object]:
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 # Field name -> one of int, float, bool, str. Built from the annotations (strings, because of

@@ -254,6 +254,11 @@ def test_opening_plies_are_for_ppo_only() -> None:
     with pytest.raises(ValueError, match="ppo_lr_final 3e-05 needs ppo_lr_decay_steps > 0"):
         TrainConfig(algo="ppo", ppo_lr_final=3e-5)
     assert TrainConfig(algo="ppo", ppo_lr_final=3e-5, ppo_lr_decay_steps=10).ppo_lr_final == 3e-5
+    for name, value in (("ppo_rollout", 2000), ("entropy_coeff", 0.0), ("ppo_kl_coeff", 0.0),
+                        ("snapshot_every", 5)):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{name} works with algo ppo only, got {name} "):
+            TrainConfig(algo="alphazero", **{name: value})
+        assert getattr(TrainConfig(algo="ppo", **{name: value}), name) == value
     with pytest.raises(ValueError, match="ppo_lr_decay_start 100 needs ppo_lr_decay_steps > 0"):
         TrainConfig(algo="ppo", ppo_lr_decay_start=100)
     with pytest.raises(ValueError, match="ppo_lr_decay_start must be"):
