@@ -632,6 +632,25 @@ def upgrade_saved_config(d: Mapping[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+# What a resumed run cannot change: the game, the engine and the net's shape (the checkpoint's
+# weights and optimizer state are built for them).
+FIXED_ON_RESUME = (
+    "game", "algo", "net", "channels", "blocks", "width", "heads", "depth", "hidden",
+    "mlp_layers", "line_filters", "threat_planes", "symmetric",
+)  # fmt: skip
+
+
+def check_resume(saved: TrainConfig, resumed: TrainConfig) -> None:
+    """Raise ValueError naming the first flag that would change what the run was built with."""
+    for name in FIXED_ON_RESUME:
+        before, after = getattr(saved, name), getattr(resumed, name)
+        if before != after:
+            raise ValueError(
+                f"{_flag(name)} cannot change when resuming: the run was started with "
+                f"{name} {before}, got {after} (start a new run for another {name})"
+            )
+
+
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     """The config as a plain, JSON-able dict; ``config_from_dict(to_dict(c)) == c``."""
     return dataclasses.asdict(config)

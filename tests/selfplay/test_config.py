@@ -335,6 +335,36 @@ def test_base_replaces_the_preset_when_resuming() -> None:
     assert args.resume == "runs/x"
 
 
+def test_resume_refuses_a_changed_net_before_starting_anything(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resumed run keeps its game, engine and net shape; other flags (minutes) may change."""
+    import json
+
+    from selfplay.cli import main
+    from selfplay.config import check_resume
+
+    saved = TrainConfig(algo="ppo", net="mlp", hidden=64, line_filters=8, minutes=3.0)
+    check_resume(saved, dataclasses.replace(saved, minutes=9.0, lr=1e-4))  # allowed
+    for name, value in (
+        ("hidden", 32),
+        ("line_filters", 0),
+        ("mlp_layers", 3),
+        ("algo", "alphazero"),
+    ):
+        with pytest.raises(
+            ValueError, match=f"--{name.replace('_', '-')} cannot change when resuming"
+        ):
+            check_resume(saved, dataclasses.replace(saved, **{name: value}))
+    (tmp_path / "ppo_run.json").write_text(json.dumps({"config": to_dict(saved)}))
+    assert main(["train", "--resume", str(tmp_path), "--hidden", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "selfplay: error: --hidden cannot change when resuming: the run was started with "
+        "hidden 64, got 32 (start a new run for another hidden)"
+    )
+
+
 def test_help_shows_field_docs_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="train")
     add_arguments(parser)
