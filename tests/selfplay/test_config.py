@@ -218,8 +218,10 @@ def test_connect_four_ppo_preset() -> None:
     assert config.symmetric and config.snapshot_every == 10 and config.precision == "auto"
     assert config.league_mix == "latest=0.8,past=0.2" and config.league_snapshots == 20
     assert config.policy_average == 0  # the learner's own weights (README: no clear gain)
-    assert config.threat_planes and config.lr == 3e-4 and config.ppo_lr_decay_steps == 0
-    assert config.line_filters == 64
+    assert config.threat_planes and config.lr == 3e-4 and config.line_filters == 64
+    # 3e-4 for the first 3 M steps, then down to 3e-5 at 4.6 M (about the 30 minutes here)
+    decay = (config.ppo_lr_decay_start, config.ppo_lr_decay_steps, config.ppo_lr_final)
+    assert decay == (3_000_000, 1_600_000, 3e-5)
 
 
 def test_opening_plies_are_for_ppo_only() -> None:
