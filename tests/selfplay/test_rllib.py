@@ -457,7 +457,13 @@ def test_ppo_settings_and_network_of_a_train_config() -> None:
 def test_ppo_clip_kl_penalty_and_lr_decay_reach_rllib(local_ray) -> None:
     from selfplay.config import config_from_dict, load_preset
 
-    changes = {"ppo_clip": 0.2, "ppo_kl_coeff": 0, "ppo_lr_decay_steps": 512, "ppo_lr_final": 1e-4}
+    changes = {
+        "ppo_clip": 0.2,
+        "ppo_kl_coeff": 0,
+        "ppo_lr_decay_start": 0,  # the preset's is 3 M steps
+        "ppo_lr_decay_steps": 512,
+        "ppo_lr_final": 1e-4,
+    }
     settings = rb.ppo_settings(config_from_dict(changes, base=load_preset("connect_four_ppo")))
     assert (settings.clip_param, settings.kl_coeff) == (0.2, 0.0)
     assert settings.lr_schedule() == [[0, 3e-4], [512, 1e-4]]
