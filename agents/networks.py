@@ -171,7 +171,7 @@ class MLPConfig:
             )
         side = min(self.rows, self.cols)
         if self.line_filters and not (
-            isinstance(self.filter_size, int) and 1 <= self.filter_size <= side
+            type(self.filter_size) is int and 1 <= self.filter_size <= side
         ):
             raise ValueError(
                 f"filter_size must be an integer from 1 to {side} (the board's shorter side), "

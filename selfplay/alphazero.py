@@ -38,7 +38,7 @@ from agents.networks import (
     network_config_for_game,
 )
 from agents.search import BatchedMCTS, SearchConfig, SearchPlayer
-from selfplay.config import TrainConfig, parse_league_mix, to_dict
+from selfplay.config import TrainConfig, check_resume, parse_league_mix, to_dict
 from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
 from selfplay.ratings import MatchResults, fit_elo
 from selfplay.replay import ReplayBuffer, planes_to_tokens
@@ -781,6 +781,7 @@ def train(
 
         path = find_checkpoint(resume)
         checkpoint = load_checkpoint(path)
+        check_resume(checkpoint.config, cfg)  # before Ray or any weights are touched
         run_dir = path.parent
     else:
         run_dir = make_run_dir(cfg)

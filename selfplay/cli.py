@@ -64,13 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from selfplay.config import (
-        check_resume,
-        config_from_args,
-        config_from_dict,
-        make_run_name,
-        upgrade_saved_config,
-    )
+    from selfplay.config import config_from_args, make_run_name, upgrade_saved_config
 
     if args.resume:
         from pathlib import Path
@@ -84,9 +78,7 @@ def _run_train(args: argparse.Namespace) -> int:
             base = json.loads(ppo_state.read_text())["config"]
         else:
             base = load_checkpoint(find_checkpoint(args.resume)).config
-        saved = config_from_dict(upgrade_saved_config(base))
-        cfg = config_from_args(args, base=saved)  # checks before Ray
-        check_resume(saved, cfg)
+        cfg = config_from_args(args, base=upgrade_saved_config(base))  # checks before Ray
     else:
         cfg = config_from_args(args)
         if not cfg.run_name:

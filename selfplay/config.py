@@ -326,12 +326,11 @@ class TrainConfig:
                 f"actors), got ppo_sampler {self.ppo_sampler} with algo {self.algo}"
             )
         if self.algo != "ppo":
-            defaults = _defaults()
             for name in _PPO_ONLY:
-                if getattr(self, name) != defaults[name]:
+                if getattr(self, name) != _FIELD_DEFAULTS[name]:
                     raise ValueError(
                         f"{name} works with algo ppo only, got {name} {getattr(self, name)} "
-                        f"with algo {self.algo} (default {defaults[name]})"
+                        f"with algo {self.algo} (default {_FIELD_DEFAULTS[name]})"
                     )
         if self.ppo_lr_final and not self.ppo_lr_decay_steps:
             raise ValueError(
@@ -366,10 +365,6 @@ _PPO_ONLY = (
 )  # fmt: skip
 
 
-def _defaults() -> dict[str, object]:
-    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-
-
 # Field name -> one of int, float, bool, str. Built from the annotations (strings, because of
 # ``from __future__ import annotations``), so adding a field needs no second edit here.
 _TYPES_BY_NAME = {"int": int, "float": float, "bool": bool, "str": str}
@@ -377,6 +372,7 @@ _FIELD_KINDS: dict[str, type] = {
     f.name: _TYPES_BY_NAME[str(f.type)] for f in dataclasses.fields(TrainConfig)
 }
 FIELD_NAMES: tuple[str, ...] = tuple(_FIELD_KINDS)
+_FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 # What each field accepts, beyond its type. Fields missing here accept any value of their type.
@@ -640,10 +636,14 @@ FIXED_ON_RESUME = (
 )  # fmt: skip
 
 
-def check_resume(saved: TrainConfig, resumed: TrainConfig) -> None:
-    """Raise ValueError naming the first flag that would change what the run was built with."""
+def check_resume(saved: Mapping[str, Any], resumed: TrainConfig) -> None:
+    """Raise ValueError naming the first flag that would change what the run was built with.
+    ``saved``: the config stored with the run (checkpoint, ppo_run.json); both engines call
+    this before they load anything or start Ray."""
+    upgraded = upgrade_saved_config(saved)
+    defaults = _FIELD_DEFAULTS
     for name in FIXED_ON_RESUME:
-        before, after = getattr(saved, name), getattr(resumed, name)
+        before, after = upgraded.get(name, defaults[name]), getattr(resumed, name)
         if before != after:
             raise ValueError(
                 f"{_flag(name)} cannot change when resuming: the run was started with "

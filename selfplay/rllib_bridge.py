@@ -1379,13 +1379,15 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
     """``selfplay train --algo ppo``: PPO self-play through RLlib with the run's league mix,
     tracked like the AlphaZero engine (W&B + metrics.jsonl: ``learner/``, ``league/``,
     ``eval/``) and rated at the end against the evaluation opponents (Elo, random = 0)."""
-    from selfplay.config import to_dict
+    from selfplay.config import check_resume, to_dict
     from selfplay.ratings import MatchResults, fit_elo
     from selfplay.tracking import Tracker
 
     run_dir = Path(run_dir)
     state_file = run_dir / "ppo_run.json"
     state = json.loads(state_file.read_text()) if resume and state_file.exists() else {}
+    if "config" in state:
+        check_resume(state["config"], cfg)  # before W&B, Ray or RLlib's checkpoint
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(
         run_dir, to_dict(cfg), mode=cfg.wandb, project=cfg.wandb_project,

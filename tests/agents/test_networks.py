@@ -294,6 +294,7 @@ def test_line_filters_shape_count_and_checkpoint_keys() -> None:
         (lambda: MLPConfig(threat_length=8), ["threat_length", "2 to 7", "8"]),
         (lambda: MLPConfig(line_filters=-1), ["line_filters", ">= 0", "-1"]),
         (lambda: MLPConfig(line_filters=8, filter_size=7), ["filter_size", "1 to 6", "7"]),
+        (lambda: MLPConfig(line_filters=8, filter_size=True), ["filter_size", "1 to 6", "True"]),
         (lambda: ConvNetConfig(threat_length=4, in_planes=3), ["in_planes 2", "in_planes 3"]),
         (
             lambda: network_config_for_game("connect_four", "transformer", threats=True),

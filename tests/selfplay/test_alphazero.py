@@ -96,6 +96,16 @@ def test_resume_continues_the_counters(trained_run: Path, tmp_path: Path) -> Non
     assert [line["step"] for line in lines] == sorted(line["step"] for line in lines)
 
 
+def test_resume_refuses_another_net_shape(trained_run: Path, tmp_path: Path) -> None:
+    """The engine itself refuses (a library caller gets it too), before touching the run."""
+    before = (trained_run / "checkpoint.pt").read_bytes()
+    saved = load_checkpoint(trained_run / "checkpoint.pt").config
+    cfg = replace(small_config(tmp_path, "ttt"), **{"channels": saved["channels"] * 2})
+    with pytest.raises(ValueError, match="--channels cannot change when resuming"):
+        train(cfg, resume=trained_run, final_eval=False)
+    assert (trained_run / "checkpoint.pt").read_bytes() == before
+
+
 def test_a_killed_worker_is_restarted_and_the_run_goes_on(local_ray, tmp_path: Path) -> None:
     cfg = small_config(tmp_path, "chaos", minutes=2.0, eval_every_minutes=10.0)
     run = AlphaZeroRun(cfg, tmp_path / "chaos")

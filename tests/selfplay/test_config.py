@@ -347,7 +347,7 @@ def test_resume_refuses_a_changed_net_before_starting_anything(
     from selfplay.config import check_resume
 
     saved = TrainConfig(algo="ppo", net="mlp", hidden=64, line_filters=8, minutes=3.0)
-    check_resume(saved, dataclasses.replace(saved, minutes=9.0, lr=1e-4))  # allowed
+    check_resume(to_dict(saved), dataclasses.replace(saved, minutes=9.0, lr=1e-4))  # allowed
     for name, value in (
         ("hidden", 32),
         ("line_filters", 0),
@@ -357,7 +357,7 @@ def test_resume_refuses_a_changed_net_before_starting_anything(
         with pytest.raises(
             ValueError, match=f"--{name.replace('_', '-')} cannot change when resuming"
         ):
-            check_resume(saved, dataclasses.replace(saved, **{name: value}))
+            check_resume(to_dict(saved), dataclasses.replace(saved, **{name: value}))
     (tmp_path / "ppo_run.json").write_text(json.dumps({"config": to_dict(saved)}))
     assert main(["train", "--resume", str(tmp_path), "--hidden", "32"]) == 2
     err = capsys.readouterr().err.strip()
