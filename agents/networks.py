@@ -9,7 +9,8 @@ Three families share one interface (`PolicyValueNet`):
 - `MLP`: a small fully connected net (the PPO preset's policy).
 
 Convnet and MLP can also take `ThreatPlanes` (``threat_length``): two input planes computed
-inside the net, the empty cells where either side would complete a line.
+inside the net, the empty cells where either side would complete a line, and, for a game with
+gravity (``drop_planes``), four more on the cells a stone can drop into now.
 
 Inputs: planes are float32 (N, 2, rows, cols) (plane 0 = the mover's stones, plane 1 = the
 opponent's); tokens are int64 (N, rows * cols), row-major, 0 = empty, 1 = mover, 2 = opponent.
@@ -66,6 +67,16 @@ def _check_threat_length(config: ConvNetConfig | MLPConfig) -> None:
         )
 
 
+def _check_drop_planes(config: ConvNetConfig | MLPConfig) -> None:
+    if type(config.drop_planes) is not bool:
+        raise ValueError(f"drop_planes must be true or false, got {config.drop_planes!r}")
+    if config.drop_planes and not config.threat_length:
+        raise ValueError(
+            "drop_planes needs threat_length > 0 (they are read off the threat planes), got "
+            "threat_length 0"
+        )
+
+
 @dataclass(frozen=True)
 class ConvNetConfig:
     """A residual tower over observation planes (AlphaZero-style heads)."""
@@ -91,6 +102,12 @@ class ConvNetConfig:
     threat_length: int = 0
     """k > 0: two more input planes computed inside the net (`ThreatPlanes`): the empty cells
     where the mover's, and the opponent's, stone would complete k in a row. 0: off."""
+    drop_planes: bool = False
+    """With threat_length: four more planes for a game with gravity (Connect Four), on the cells
+    a stone can drop into now: where it completes the mover's line (a win), where it completes
+    the opponent's (a forced block), under an opponent's threat (a gift: the reply there wins)
+    and under the mover's own threat (which the opponent could then block). See
+    `ThreatPlanes`."""
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "num_actions", "in_planes", "channels"):
@@ -100,6 +117,7 @@ class ConvNetConfig:
         if not isinstance(self.blocks, int) or self.blocks < 0:
             raise ValueError(f"blocks must be an integer >= 0, got {self.blocks!r}")
         _check_threat_length(self)
+        _check_drop_planes(self)
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,12 @@ class MLPConfig:
     threat_length: int = 0
     """k > 0: two more input planes computed inside the net (`ThreatPlanes`): the empty cells
     where the mover's, and the opponent's, stone would complete k in a row. 0: off."""
+    drop_planes: bool = False
+    """With threat_length: four more planes for a game with gravity (Connect Four), on the cells
+    a stone can drop into now: where it completes the mover's line (a win), where it completes
+    the opponent's (a forced block), under an opponent's threat (a gift: the reply there wins)
+    and under the mover's own threat (which the opponent could then block). See
+    `ThreatPlanes`."""
     line_filters: int = 0
     """f > 0: a first layer of f filters of filter_size x filter_size cells, each slid over
     every window that fits on the board (no padding) and followed by a ReLU, whose outputs
@@ -182,6 +206,7 @@ class MLPConfig:
         for i, width in enumerate(self.hidden):
             _require_positive(f"hidden[{i}]", width)
         _check_threat_length(self)
+        _check_drop_planes(self)
 
 
 NetworkConfig = ConvNetConfig | TransformerConfig | MLPConfig
@@ -222,11 +247,18 @@ class ThreatPlanes(nn.Module):
     sees wins in one, forced blocks and the cells it must not give away under an opponent's
     threat. A hand-made input feature (as AlphaGo's first networks had theirs), computed from
     the board by the net itself, so every caller (RLlib, search, arena) and every board
-    symmetry gets the same planes; it has no parameters."""
+    symmetry gets the same planes; it has no parameters.
 
-    def __init__(self, rows: int, cols: int, length: int) -> None:
+    ``drop``: for a game with gravity (row 0 the top), four more planes (N, 8, rows, cols), all
+    on the cells a stone can drop into now (empty, on the bottom row or on a stone): plane 4 a
+    mover's threat there (a win in one), plane 5 an opponent's (a forced block), plane 6 an
+    opponent's threat on the cell above (a gift: the opponent's reply there wins), plane 7 the
+    mover's own threat on the cell above (the opponent may then block it)."""
+
+    def __init__(self, rows: int, cols: int, length: int, *, drop: bool = False) -> None:
         super().__init__()
-        self.length = length
+        self.length, self.drop = length, drop
+        self.out_planes = 8 if drop else 4
         windows = torch.as_tensor(line_windows(rows, cols, length))  # (L, k)
         incidence = torch.zeros(len(windows), rows * cols)  # (L, cells): 1 where a line runs
         incidence.scatter_(1, windows, 1.0)
@@ -243,7 +275,24 @@ class ThreatPlanes(nn.Module):
         hits = open_lines.to(self.incidence.dtype) @ self.incidence  # (N, 2, cells)
         empty = 1.0 - flat.sum(1, keepdim=True)  # (N, 1, cells)
         threats = (hits > 0).to(x.dtype) * empty  # (N, 2, cells)
-        return torch.cat([flat, threats], 1).reshape(n, 4, *x.shape[2:])
+        planes = torch.cat([flat, threats], 1).reshape(n, 4, *x.shape[2:])
+        if not self.drop:
+            return planes
+        empty_grid = 1.0 - planes[:, :2].sum(1, keepdim=True)  # (N, 1, rows, cols)
+        # supported: the bottom row, or a stone on the cell below
+        below = F.pad(1.0 - empty_grid[:, :, 1:], (0, 0, 0, 1), value=1.0)  # (N, 1, rows, cols)
+        playable = empty_grid * below  # (N, 1, rows, cols)
+        threat_grid = planes[:, 2:4]  # (N, 2, rows, cols): mover's, opponent's
+        above = F.pad(threat_grid[:, :, :-1], (0, 0, 1, 0))  # (N, 2, rows, cols): the cell above
+        drops = torch.cat([threat_grid, above.flip(1)], 1) * playable  # (N, 4, rows, cols)
+        return torch.cat([planes, drops], 1)  # (N, 8, rows, cols)
+
+
+def _threat_planes(config: ConvNetConfig | MLPConfig) -> ThreatPlanes | None:
+    """The `ThreatPlanes` a planes net's config asks for (None: the stone planes only)."""
+    if not config.threat_length:
+        return None
+    return ThreatPlanes(config.rows, config.cols, config.threat_length, drop=config.drop_planes)
 
 
 class PolicyValueNet(nn.Module):
@@ -374,8 +423,9 @@ class ConvNet(PolicyValueNet):
         super().__init__(config)
         c = config
         cells = c.rows * c.cols
-        self.threats = ThreatPlanes(c.rows, c.cols, c.threat_length) if c.threat_length else None
-        self.stem = ConvBN(c.in_planes + (2 if c.threat_length else 0), c.channels, 3)
+        self.threats = _threat_planes(c)
+        planes = self.threats.out_planes if self.threats is not None else c.in_planes
+        self.stem = ConvBN(planes, c.channels, 3)
         self.tower = nn.Sequential(*[ResidualBlock(c.channels) for _ in range(c.blocks)])
         self.policy_conv = ConvBN(c.channels, c.policy_channels, 1)
         # A generic linear from the head's features to A: works whether actions are columns
@@ -387,7 +437,7 @@ class ConvNet(PolicyValueNet):
 
     def _logits_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.threats is not None:
-            x = self.threats(x)  # (N, 4, H, W)
+            x = self.threats(x)  # (N, 4 or 8, H, W)
         h = self.tower(F.relu(self.stem(x)))  # (N, C, H, W)
         # flatten(1) of a channels-last tensor still yields the (C, H, W) order, so the
         # linear layers see the same features in either memory format.
@@ -507,8 +557,8 @@ class MLP(PolicyValueNet):
         super().__init__(config)
         c = config
         layers: list[nn.Module] = []
-        self.threats = ThreatPlanes(c.rows, c.cols, c.threat_length) if c.threat_length else None
-        planes = c.in_planes + (2 if c.threat_length else 0)
+        self.threats = _threat_planes(c)
+        planes = self.threats.out_planes if self.threats is not None else c.in_planes
         width = planes * c.rows * c.cols
         self.filters = None
         if c.line_filters:
@@ -524,7 +574,7 @@ class MLP(PolicyValueNet):
 
     def _logits_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.threats is not None:
-            x = self.threats(x)  # (N, 4, rows, cols)
+            x = self.threats(x)  # (N, 4 or 8, rows, cols)
         if self.filters is not None:
             x = self.filters(x)  # (N, line_filters, rows - k + 1, cols - k + 1)
         h = self.body(x.flatten(1))  # (N, hidden)
@@ -597,7 +647,9 @@ def network_config_for_game(
     """A network config of kind ``net`` shaped for ``game`` (rows, columns, actions from its
     core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths) and
     line_filters (their window: the game's winning length unless filter_size is given);
-    ``threats``: add `ThreatPlanes` for the game's winning line length (convnet, mlp)."""
+    ``threats``: add `ThreatPlanes` for the game's winning line length (convnet, mlp);
+    ``drop_planes`` (in sizes, with threats): their four planes of the cells a stone drops
+    into, for a game with gravity."""
     import envs
 
     if net not in NETWORK_CONFIGS:
@@ -608,6 +660,10 @@ def network_config_for_game(
         if "threat_length" not in {f.name for f in fields(NETWORK_CONFIGS[net])}:
             raise ValueError(f"threat planes work with the planes nets (convnet, mlp), got {net}")
         shape["threat_length"] = core.win_length
+    if sizes.get("drop_planes") and not core.gravity:
+        raise ValueError(
+            f"drop_planes works with games with gravity (connect_four), got game {game}"
+        )
     if sizes.get("line_filters") and "filter_size" not in sizes:
         shape["filter_size"] = min(core.win_length, core.rows, core.cols)
     return NETWORK_CONFIGS[net](**shape, **sizes)

@@ -40,6 +40,7 @@ class BatchedGame:
     name: ClassVar[str]
     notation_chars: str  # one character per action, in action order
     num_players: ClassVar[int] = NUM_PLAYERS
+    gravity: ClassVar[bool] = False  # a stone falls to the lowest empty cell of its column
     rows: int
     cols: int
     win_length: int  # stones in a straight line that win

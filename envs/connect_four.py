@@ -47,6 +47,7 @@ class ConnectFour(BatchedGame):
     """N games of Connect Four: drop a stone in a column; ``win_length`` in a row wins."""
 
     name: ClassVar[str] = "connect_four"
+    gravity: ClassVar[bool] = True
     notation_chars: str = NOTATION
 
     def __init__(

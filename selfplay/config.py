@@ -104,6 +104,10 @@ class TrainConfig:
     """convnet, mlp: the net computes two more input planes from the board, the empty cells
     where the mover's and where the opponent's stone would complete a line (Connect Four's
     "threats"): a hand-made feature; false: the two stone planes only"""
+    drop_planes: bool = False
+    """with threat_planes, connect_four: four more planes on the cells a stone can drop into
+    now: a win there, a forced block there, a gift (an opponent's threat on the cell above),
+    and the mover's own threat above (hand-made, like the threat planes)"""
 
     # --- search ---
     search: str = "gumbel"
@@ -290,6 +294,15 @@ class TrainConfig:
                 "threat_planes works with the planes nets (convnet, mlp), got threat_planes "
                 "true with net transformer"
             )
+        if self.drop_planes and not self.threat_planes:
+            raise ValueError(
+                "drop_planes needs threat_planes true (they are read off the threat planes), "
+                "got threat_planes false"
+            )
+        if self.drop_planes and not _has_gravity(self.game):
+            raise ValueError(
+                f"drop_planes works with games with gravity (connect_four), got game {self.game}"
+            )
         if self.line_filters and self.net != "mlp":
             raise ValueError(
                 f"line_filters works with net mlp only, got line_filters {self.line_filters} "
@@ -363,6 +376,23 @@ _PPO_ONLY = (
     "ppo_rollout", "ppo_epochs", "entropy_coeff", "ppo_lr_decay_steps", "ppo_lr_final",
     "ppo_lr_decay_start", "ppo_clip", "ppo_kl_coeff", "snapshot_every",
 )  # fmt: skip
+
+
+# AlphaZero knobs that algo ppo has no use for (search, replay buffer, the learner's device and
+# threads, max_steps). Refused when typed as flags with algo ppo (`config_from_args`); a preset
+# written for alphazero (tictactoe's) may carry them into `--algo ppo`, where they are inert.
+_ALPHAZERO_ONLY = (
+    "search", "simulations", "eval_simulations", "play_simulations", "num_considered",
+    "c_puct", "dirichlet_alpha", "dirichlet_fraction", "temperature_moves", "moves_per_call",
+    "weight_decay", "replay_size", "min_replay", "max_sample_reuse", "publish_every", "augment",
+    "device", "learner_threads", "max_steps",
+)  # fmt: skip
+
+
+def _has_gravity(game: str) -> bool:
+    import envs
+
+    return envs.game_class(game).gravity
 
 
 # Field name -> one of int, float, bool, str. Built from the annotations (strings, because of
@@ -632,7 +662,7 @@ def upgrade_saved_config(d: Mapping[str, Any]) -> dict[str, Any]:
 # weights and optimizer state are built for them).
 FIXED_ON_RESUME = (
     "game", "algo", "net", "channels", "blocks", "width", "heads", "depth", "hidden",
-    "mlp_layers", "line_filters", "threat_planes", "symmetric",
+    "mlp_layers", "line_filters", "threat_planes", "drop_planes", "symmetric",
 )  # fmt: skip
 
 
@@ -784,7 +814,7 @@ def config_from_args(
         name: value for name in FIELD_NAMES if (value := getattr(args, name, None)) is not None
     }
     try:
-        return config_from_dict(given, base=start)
+        cfg = config_from_dict(given, base=start)
     except ValueError as error:
         # Name the flag the user typed, not the Python field.
         message = str(error)
@@ -793,3 +823,12 @@ def config_from_args(
                 message = _flag(name) + message[len(name) :]
                 break
         raise ValueError(message) from None
+    if cfg.algo == "ppo":
+        for name in _ALPHAZERO_ONLY:
+            if name in given:
+                raise ValueError(
+                    f"{_flag(name)} works with algo alphazero only (PPO has no search or replay "
+                    f"buffer, and learns on the CPU in the driver), got {_flag(name)} "
+                    f"{given[name]} with algo ppo"
+                )
+    return cfg

@@ -296,6 +296,12 @@ def test_line_filters_shape_count_and_checkpoint_keys() -> None:
         (lambda: MLPConfig(line_filters=8, filter_size=7), ["filter_size", "1 to 6", "7"]),
         (lambda: MLPConfig(line_filters=8, filter_size=True), ["filter_size", "1 to 6", "True"]),
         (lambda: ConvNetConfig(threat_length=4, in_planes=3), ["in_planes 2", "in_planes 3"]),
+        (lambda: MLPConfig(drop_planes=True), ["drop_planes", "threat_length > 0", "0"]),
+        (lambda: ConvNetConfig(threat_length=4, drop_planes=1), ["drop_planes", "true or", "1"]),
+        (
+            lambda: network_config_for_game("tictactoe", "mlp", threats=True, drop_planes=True),
+            ["drop_planes", "gravity", "tictactoe"],
+        ),
         (
             lambda: network_config_for_game("connect_four", "transformer", threats=True),
             ["convnet, mlp", "transformer"],
@@ -396,6 +402,64 @@ def test_threat_planes_match_a_brute_force_count(game: str) -> None:
     assert checked > 100  # the positions held threats to find
 
 
+def test_drop_planes_match_a_brute_force_count() -> None:
+    """Planes 4-7 (`drop`) on positions from random Connect Four play, every ply: zero except on
+    the cells a stone drops into now, and there a win, a forced block, an opponent's threat on
+    the cell above, the mover's threat above, each counted by walking the lines of the board."""
+    import envs
+
+    rng = np.random.default_rng(1)
+    core = envs.make("connect_four", 64)
+    layer = ThreatPlanes(core.rows, core.cols, core.win_length, drop=True)
+    assert layer.out_planes == 8
+    seen = np.zeros(4, dtype=int)
+    for _ in range(core.max_moves - 1):
+        live = ~core.terminated
+        if not live.any():
+            break
+        x = torch.from_numpy(core.observation()[live])
+        out = layer(x).numpy()
+        assert out.shape == (len(x), 8, core.rows, core.cols)
+        assert np.array_equal(out[:, :4], ThreatPlanes(6, 7, 4)(x).numpy())
+        for planes, features in zip(x.numpy(), out, strict=True):
+            board = planes[0] + 2 * planes[1]
+            want = np.zeros((4, core.rows, core.cols), dtype=np.float32)
+            for c in range(core.cols):
+                empty = np.flatnonzero(board[:, c] == 0)
+                if len(empty) == 0:
+                    continue
+                r = empty.max()  # the lowest empty cell: where a stone in column c lands
+                want[0, r, c] = _completes_line(board, 1, r, c, 4)
+                want[1, r, c] = _completes_line(board, 2, r, c, 4)
+                if r > 0:
+                    want[2, r, c] = _completes_line(board, 2, r - 1, c, 4)
+                    want[3, r, c] = _completes_line(board, 1, r - 1, c, 4)
+            assert np.array_equal(features[4:], want)
+            seen += want.sum(axis=(1, 2)).astype(int)
+        core.step(core.random_legal_actions(rng), where=live)
+    assert (seen > 20).all(), seen  # every kind of plane was lit on many positions
+
+
+def test_drop_planes_on_a_known_position() -> None:
+    """Connect Four after 4 4 5 5 6 (columns), the second player to move: the first player's
+    bottom row threatens columns 3 and 7, so both are forced blocks; the second player's stones
+    on the second row (columns 4, 5) make no threat yet."""
+    import envs
+
+    core = envs.game_class("connect_four").from_moves("44556")
+    out = ThreatPlanes(6, 7, 4, drop=True)(torch.from_numpy(core.observation()))[0].numpy()
+    bottom = 5
+    assert set(zip(*np.nonzero(out[5]), strict=True)) == {(bottom, 2), (bottom, 6)}
+    assert not out[4].any() and not out[6].any() and not out[7].any()
+    # after 4 4 5 5 6 6, the first player to move: columns 3 and 7 win now, and the same cells
+    # lie under the second player's threats on the second row (a gift, were the game to go on)
+    core = envs.game_class("connect_four").from_moves("445566")
+    out = ThreatPlanes(6, 7, 4, drop=True)(torch.from_numpy(core.observation()))[0].numpy()
+    for plane in (4, 6):
+        assert set(zip(*np.nonzero(out[plane]), strict=True)) == {(bottom, 2), (bottom, 6)}
+    assert not out[5].any() and not out[7].any()
+
+
 def test_threat_planes_on_a_known_position() -> None:
     """Connect Four after 4 4 5 5 6 6 (columns): the mover (first player) completes four on
     the bottom row at columns 3 or 7, the opponent on the second row at the same columns."""
@@ -410,17 +474,23 @@ def test_threat_planes_on_a_known_position() -> None:
     assert set(zip(*np.nonzero(out[3].numpy()), strict=True)) == {(second, 2), (second, 6)}
 
 
+@pytest.mark.parametrize("drop", [False, True], ids=["threats", "threats+drop"])
 @pytest.mark.parametrize("family", ["mlp", "convnet"])
-def test_nets_with_threat_planes_train_save_and_trace(family: str) -> None:
-    """A net with threat planes: its input layer sees 4 planes, its state dict holds no
-    buffer of them (old checkpoints load), the fast inference path gives its outputs, and it
-    differs from the same weights fed zeros in the threat planes (the planes reach the net)."""
+def test_nets_with_threat_planes_train_save_and_trace(family: str, drop: bool) -> None:
+    """A net with threat planes: its input layer sees 4 planes (8 with drop planes), its
+    state dict holds no buffer of them (old checkpoints load), the fast inference path gives
+    its outputs, and it differs from the same weights fed zeros in the computed planes (the
+    planes reach the net)."""
     import envs
 
     sizes = {"mlp": {"hidden": (32,)}, "convnet": {"channels": 8, "blocks": 1}}[family]
-    config = network_config_for_game("connect_four", family, threats=True, **sizes)
-    assert config.threat_length == 4
+    config = network_config_for_game(
+        "connect_four", family, threats=True, drop_planes=drop, **sizes
+    )
+    assert config.threat_length == 4 and config.drop_planes == drop
     net = build_network(config).eval()
+    first = net.body[0] if family == "mlp" else net.stem.conv
+    assert first.weight.shape[1] == (8 if drop else 4) * (42 if family == "mlp" else 1)
     assert not any("windows" in k or "incidence" in k for k in net.state_dict())
     core = envs.game_class("connect_four").from_moves("445566")
     x = torch.from_numpy(core.observation())
@@ -429,7 +499,7 @@ def test_nets_with_threat_planes_train_save_and_trace(family: str) -> None:
         logits, value = net(x, legal)
         fast_logits, fast_value = inference_model(net, x, backend="jit")(x, legal)
         blind = net.threats.forward
-        net.threats.forward = lambda t: torch.cat([blind(t)[:, :2], torch.zeros_like(t)], 1)
+        net.threats.forward = lambda t: torch.cat([t, torch.zeros_like(blind(t)[:, 2:])], 1)
         assert not torch.allclose(net(x, legal)[0], logits)
     assert torch.allclose(fast_logits, logits, atol=1e-5)
     assert torch.allclose(fast_value, value, atol=1e-5)

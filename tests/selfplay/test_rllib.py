@@ -112,6 +112,7 @@ def some_positions(game: str) -> envs.BatchedGame:
         ("connect_four", "mlp", {"hidden": (32, 32), "threats": True}),
         ("tictactoe", "convnet", {"channels": 8, "blocks": 1, "threats": True}),
         ("connect_four", "mlp", {"hidden": (32,), "threats": True, "line_filters": 8}),
+        ("connect_four", "mlp", {"hidden": (32,), "threats": True, "drop_planes": True}),
         ("tictactoe", "mlp", {"hidden": (32,), "line_filters": 4}),
     ],
 )
@@ -219,16 +220,17 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it(monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("game", "threats", "filters"),
+    ("game", "threats", "filters", "drop"),
     [
-        ("connect_four", False, 0),
-        ("tictactoe", False, 0),  # rotations
-        ("connect_four", True, 0),
-        ("connect_four", True, 8),  # the preset's kind of net
+        ("connect_four", False, 0, False),
+        ("tictactoe", False, 0, False),  # rotations
+        ("connect_four", True, 0, False),
+        ("connect_four", True, 8, False),
+        ("connect_four", True, 8, True),  # the preset's kind of net
     ],
 )
 def test_exported_symmetric_policy_plays_as_the_module(
-    game: str, threats: bool, filters: int
+    game: str, threats: bool, filters: int, drop: bool
 ) -> None:
     """The checkpoint a symmetric PPO run exports plays the module's greedy moves."""
     from selfplay.api import TrainedPlayer
@@ -236,10 +238,10 @@ def test_exported_symmetric_policy_plays_as_the_module(
 
     cfg = TrainConfig(
         game=game, algo="ppo", net="mlp", hidden=32, symmetric=True, threat_planes=threats,
-        line_filters=filters,
+        line_filters=filters, drop_planes=drop,
     )  # fmt: skip
     game, network, _ = rb._from_cfg(cfg)
-    assert network.threat_length == (4 if threats else 0)
+    assert network.threat_length == (4 if threats else 0) and network.drop_planes == drop
     assert (network.line_filters, network.filter_size) == (filters, 4)
     torch.manual_seed(0)
     module = rb.module_spec(network, game, symmetric=True).build().eval()
