@@ -11,7 +11,7 @@ selfplay=${SELFPLAY:-.venv/bin/selfplay}
 export WANDB_SILENT=true
 league="latest=0.8,past=0.2"
 # each engine with its own preset (AlphaZero: connect_four, the 64x4 convnet with search; PPO:
-# connect_four_ppo, the symmetric 3x512 MLP with threat planes and line filters), with and
+# connect_four_ppo, the symmetric 3x512 MLP with threat and drop planes and line filters), with and
 # without the league.
 # --play-simulations 32: the AlphaZero agents play the tournament at their self-play budget
 # (PPO policies play greedily whatever it says)
