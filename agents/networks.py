@@ -278,7 +278,7 @@ class ThreatPlanes(nn.Module):
         planes = torch.cat([flat, threats], 1).reshape(n, 4, *x.shape[2:])
         if not self.drop:
             return planes
-        empty_grid = 1.0 - planes[:, :2].sum(1, keepdim=True)  # (N, 1, rows, cols)
+        empty_grid = empty.reshape(n, 1, *x.shape[2:])  # (N, 1, rows, cols)
         # supported: the bottom row, or a stone on the cell below
         below = F.pad(1.0 - empty_grid[:, :, 1:], (0, 0, 0, 1), value=1.0)  # (N, 1, rows, cols)
         playable = empty_grid * below  # (N, 1, rows, cols)
@@ -642,14 +642,19 @@ def symmetric_forward(
 
 
 def network_config_for_game(
-    game: str, net: str = "convnet", *, threats: bool = False, **sizes: object
+    game: str,
+    net: str = "convnet",
+    *,
+    threats: bool = False,
+    drop_planes: bool = False,
+    **sizes: object,
 ) -> NetworkConfig:
     """A network config of kind ``net`` shaped for ``game`` (rows, columns, actions from its
     core); ``sizes``: channels/blocks, width/heads/depth, or hidden (a tuple of widths) and
     line_filters (their window: the game's winning length unless filter_size is given);
     ``threats``: add `ThreatPlanes` for the game's winning line length (convnet, mlp);
-    ``drop_planes`` (in sizes, with threats): their four planes of the cells a stone drops
-    into, for a game with gravity."""
+    ``drop_planes`` (with threats): their four planes of the cells a stone drops into, for a
+    game with gravity."""
     import envs
 
     if net not in NETWORK_CONFIGS:
@@ -660,10 +665,14 @@ def network_config_for_game(
         if "threat_length" not in {f.name for f in fields(NETWORK_CONFIGS[net])}:
             raise ValueError(f"threat planes work with the planes nets (convnet, mlp), got {net}")
         shape["threat_length"] = core.win_length
-    if sizes.get("drop_planes") and not core.gravity:
-        raise ValueError(
-            f"drop_planes works with games with gravity (connect_four), got game {game}"
-        )
+    if drop_planes:
+        if not threats:
+            raise ValueError("drop_planes needs threats (they are read off the threat planes)")
+        if not core.gravity:
+            raise ValueError(
+                f"drop_planes works with games with gravity (connect_four), got game {game}"
+            )
+        shape["drop_planes"] = True
     if sizes.get("line_filters") and "filter_size" not in sizes:
         shape["filter_size"] = min(core.win_length, core.rows, core.cols)
     return NETWORK_CONFIGS[net](**shape, **sizes)

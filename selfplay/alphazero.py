@@ -60,9 +60,9 @@ def network_config(cfg: TrainConfig) -> NetworkConfig:
         "transformer": {"width": cfg.width, "heads": cfg.heads, "depth": cfg.depth},
         "mlp": {"hidden": (cfg.hidden,) * cfg.mlp_layers, "line_filters": cfg.line_filters},
     }[cfg.net]
-    if cfg.drop_planes:
-        sizes["drop_planes"] = True
-    return network_config_for_game(cfg.game, cfg.net, threats=cfg.threat_planes, **sizes)
+    return network_config_for_game(
+        cfg.game, cfg.net, threats=cfg.threat_planes, drop_planes=cfg.drop_planes, **sizes
+    )
 
 
 def search_config(cfg: TrainConfig, *, evaluation: bool = False) -> SearchConfig:

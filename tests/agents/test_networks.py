@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -303,6 +304,10 @@ def test_line_filters_shape_count_and_checkpoint_keys() -> None:
             ["drop_planes", "gravity", "tictactoe"],
         ),
         (
+            lambda: network_config_for_game("connect_four", "transformer", drop_planes=True),
+            ["drop_planes needs threats"],
+        ),
+        (
             lambda: network_config_for_game("connect_four", "transformer", threats=True),
             ["convnet, mlp", "transformer"],
         ),
@@ -372,21 +377,30 @@ def _completes_line(board: np.ndarray, side: int, r: int, c: int, length: int) -
     return False
 
 
+def _random_play_planes(game: str, seed: int, games: int = 64) -> Iterator[torch.Tensor]:
+    """The observation planes of ``games`` random games, every ply, unfinished games only."""
+    import envs
+
+    rng = np.random.default_rng(seed)
+    core = envs.make(game, games)
+    for _ in range(core.max_moves - 1):
+        live = ~core.terminated
+        if not live.any():
+            return
+        yield torch.from_numpy(core.observation()[live])
+        core.step(core.random_legal_actions(rng), where=live)
+
+
 @pytest.mark.parametrize("game", ["connect_four", "tictactoe"])
 def test_threat_planes_match_a_brute_force_count(game: str) -> None:
     """Planes 2 and 3 mark exactly the empty cells where the mover's (opponent's) stone would
     complete a line, on positions from random play, every ply; planes 0-1 pass through."""
     import envs
 
-    rng = np.random.default_rng(0)
-    core = envs.make(game, 64)
+    core = envs.make(game, 1)
     layer = ThreatPlanes(core.rows, core.cols, core.win_length)
     checked = 0
-    for _ in range(core.max_moves - 1):
-        live = ~core.terminated
-        if not live.any():
-            break
-        x = torch.from_numpy(core.observation()[live])
+    for x in _random_play_planes(game, seed=0):
         out = layer(x).numpy()
         assert out.shape == (len(x), 4, core.rows, core.cols)
         assert np.array_equal(out[:, :2], x.numpy())
@@ -398,7 +412,6 @@ def test_threat_planes_match_a_brute_force_count(game: str) -> None:
                     want[r, c] = _completes_line(board, side, r, c, core.win_length)
                 assert np.array_equal(features[1 + side], want)
                 checked += int(want.sum())
-        core.step(core.random_legal_actions(rng), where=live)
     assert checked > 100  # the positions held threats to find
 
 
@@ -408,16 +421,11 @@ def test_drop_planes_match_a_brute_force_count() -> None:
     the cell above, the mover's threat above, each counted by walking the lines of the board."""
     import envs
 
-    rng = np.random.default_rng(1)
-    core = envs.make("connect_four", 64)
+    core = envs.make("connect_four", 1)
     layer = ThreatPlanes(core.rows, core.cols, core.win_length, drop=True)
     assert layer.out_planes == 8
     seen = np.zeros(4, dtype=int)
-    for _ in range(core.max_moves - 1):
-        live = ~core.terminated
-        if not live.any():
-            break
-        x = torch.from_numpy(core.observation()[live])
+    for x in _random_play_planes("connect_four", seed=1):
         out = layer(x).numpy()
         assert out.shape == (len(x), 8, core.rows, core.cols)
         assert np.array_equal(out[:, :4], ThreatPlanes(6, 7, 4)(x).numpy())
@@ -436,7 +444,6 @@ def test_drop_planes_match_a_brute_force_count() -> None:
                     want[3, r, c] = _completes_line(board, 1, r - 1, c, 4)
             assert np.array_equal(features[4:], want)
             seen += want.sum(axis=(1, 2)).astype(int)
-        core.step(core.random_legal_actions(rng), where=live)
     assert (seen > 20).all(), seen  # every kind of plane was lit on many positions
 
 
