@@ -8,6 +8,7 @@ the subtree of the move just played (which the previous search already evaluated
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,26 @@ from agents.networks import (
     inference_model,
     symmetric_forward,
 )
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device a learner named ``name`` (auto, cpu, cuda, cuda:N) runs on: auto is
+    cuda when torch sees a GPU, else cpu; a name torch cannot reach is refused in one line."""
+    if not isinstance(name, str) or re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is None:
+        raise ValueError(f"device must be one of auto, cpu, cuda (or cuda:N), got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r} was asked for but torch sees no CUDA GPU; use cpu or auto"
+        )
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {name!r} was asked for but torch sees {torch.cuda.device_count()} GPU(s) "
+            f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+        )
+    return device
 
 
 class EvaluationCache:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import envs
-from agents.evaluator import NetworkEvaluator
+from agents.evaluator import NetworkEvaluator, pick_device
 from agents.networks import (
     NetworkConfig,
     PolicyValueNet,
@@ -81,14 +81,6 @@ def net_inputs(net: PolicyValueNet, planes: np.ndarray) -> torch.Tensor:
     if net.input_kind == "tokens":
         return torch.from_numpy(planes_to_tokens(planes))  # (B, T)
     return torch.from_numpy(planes.astype(np.float32))  # (B, 2, rows, cols)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use cpu or auto")
-    return torch.device(name)
 
 
 # ------------------------------------------------------------------------------------------

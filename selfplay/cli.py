@@ -124,12 +124,21 @@ def _run_ppo(cfg: Any, args: argparse.Namespace) -> int:
     else:
         run_dir = Path(cfg.runs_dir) / cfg.run_name
     summary = train(cfg, run_dir, resume=bool(args.resume))
-    print(f"run {summary['run_dir']}: {summary['iterations']} PPO iterations")
+    print(
+        f"run {summary['run_dir']}: {summary['iterations']} PPO iterations (learner on "
+        f"{summary['device']}, {summary['precision']})"
+    )
     scores = ", ".join(
         f"{k.removeprefix('eval/score_vs_')} {100 * v:.0f}%"
         for k, v in summary["metrics"].items()
         if k.startswith("eval/score_vs_")
     )
+    if summary["selection"]:
+        picked = summary["policy"]
+        print(
+            f"policy: {picked} (best of {len(summary['selection'])} by mean score "
+            f"{100 * summary['selection'][picked]:.1f}% against the evaluation opponents)"
+        )
     if scores:
         print(f"evaluation: score {scores}")
     return 0

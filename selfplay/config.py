@@ -156,7 +156,8 @@ class TrainConfig:
     augment: bool = True
     """train on the board's symmetries (mirror images) too"""
     device: str = "auto"
-    """learner device: auto (cuda when available), cpu or cuda"""
+    """learner device: auto (cuda when available), cpu or cuda (algo ppo: RLlib's learner in
+    the driver; the EnvRunners sample on the CPU)"""
     learner_threads: int = 0
     """torch threads of the learner; 0 keeps torch's default"""
 
@@ -196,6 +197,13 @@ class TrainConfig:
     of the newest k frozen snapshots (weight averaging, as in SWA; training is unchanged and
     the learner goes on from its own weights); 0 = the learner's own weights. At most
     league_snapshots"""
+    policy_select: int = 0
+    """ppo: at the end of the run the learner and its newest k frozen snapshots each play
+    eval_games games against every evaluation opponent (another seed than the final
+    evaluation's), and the best mean score becomes the run's policy: exported
+    (checkpoint.pt), evaluated and rated (a best-checkpoint pick, as a validation set picks
+    one; the learner goes on from its own weights on resume); 0 = the learner's own weights.
+    At most league_snapshots; not with policy_average"""
     ppo_sampler: str = "batched"
     """ppo: how EnvRunners play their games: batched (all of an EnvRunner's games stepped as
     one array on our game core, one forward pass per module per step; the episodes are the
@@ -313,15 +321,28 @@ class TrainConfig:
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "
                 f"augment), got symmetric true with algo {self.algo}"
             )
-        if self.algo != "ppo" and self.policy_average:
+        # the two ways a PPO run chooses its policy among the league's kept snapshots
+        for name, verb in (("policy_average", "averages"), ("policy_select", "picks among")):
+            value = getattr(self, name)
+            if self.algo != "ppo" and value:
+                raise ValueError(
+                    f"{name} works with algo ppo only (alphazero exports its learner's net), "
+                    f"got {name} {value} with algo {self.algo}"
+                )
+            if value > self.league_snapshots:
+                raise ValueError(
+                    f"{name} {verb} kept snapshots, so it must be <= league_snapshots "
+                    f"({self.league_snapshots}), got {value}"
+                )
+        if self.policy_select and not self.eval_opponents.strip():
             raise ValueError(
-                f"policy_average works with algo ppo only (alphazero exports its learner's "
-                f"net), got policy_average {self.policy_average} with algo {self.algo}"
+                f"policy_select picks by games against the evaluation opponents, so it needs "
+                f"eval_opponents, got policy_select {self.policy_select} and none"
             )
-        if self.policy_average > self.league_snapshots:
+        if self.policy_select and self.policy_average:
             raise ValueError(
-                f"policy_average averages kept snapshots, so it must be <= league_snapshots "
-                f"({self.league_snapshots}), got {self.policy_average}"
+                f"policy_select and policy_average each choose the run's policy; set one, got "
+                f"policy_select {self.policy_select} and policy_average {self.policy_average}"
             )
         if self.algo != "ppo" and self.league_greedy:
             raise ValueError(
@@ -378,14 +399,15 @@ _PPO_ONLY = (
 )  # fmt: skip
 
 
-# AlphaZero knobs that algo ppo has no use for (search, replay buffer, the learner's device and
-# threads, max_steps). Refused when typed as flags with algo ppo (`config_from_args`); a preset
-# written for alphazero (tictactoe's) may carry them into `--algo ppo`, where they are inert.
+# AlphaZero knobs that algo ppo has no use for (search, replay buffer, the learner process's
+# threads and publications, max_steps). Refused when typed as flags with algo ppo
+# (`config_from_args`); a preset written for alphazero (tictactoe's) may carry them into
+# `--algo ppo`, where they are inert.
 _ALPHAZERO_ONLY = (
     "search", "simulations", "eval_simulations", "play_simulations", "num_considered",
     "c_puct", "dirichlet_alpha", "dirichlet_fraction", "temperature_moves", "moves_per_call",
     "weight_decay", "replay_size", "min_replay", "max_sample_reuse", "publish_every", "augment",
-    "device", "learner_threads", "max_steps",
+    "learner_threads", "max_steps",
 )  # fmt: skip
 
 
@@ -456,6 +478,7 @@ _INT_MIN: dict[str, int] = {
             "ppo_lr_decay_steps",
             "ppo_lr_decay_start",
             "policy_average",
+            "policy_select",
             "line_filters",
         ),
         0,
@@ -827,8 +850,8 @@ def config_from_args(
         for name in _ALPHAZERO_ONLY:
             if name in given:
                 raise ValueError(
-                    f"{_flag(name)} works with algo alphazero only (PPO has no search or replay "
-                    f"buffer, and learns on the CPU in the driver), got {_flag(name)} "
-                    f"{given[name]} with algo ppo"
+                    f"{_flag(name)} works with algo alphazero only (PPO has no search, replay "
+                    f"buffer or learner process of ours), got {_flag(name)} {given[name]} "
+                    f"with algo ppo"
                 )
     return cfg

@@ -57,6 +57,7 @@ from ray.rllib.env.wrappers.pettingzoo_env import PettingZooEnv
 from ray.tune.registry import register_env
 
 import envs
+from agents.evaluator import pick_device
 from agents.networks import (
     NETWORK_CONFIGS,
     NetworkConfig,
@@ -649,6 +650,9 @@ class LeagueCallback(RLlibCallback):
         self.total_episodes = 0
         # driver: opponent -> [wins, draws, losses] of the learner (whatever league is plugged)
         self.results: dict[str, list[int]] = {}
+        # driver: the module the run plays as its policy (`policy_state`): the learner, or the
+        # snapshot `select_policy` picked at the end of a run (a resume starts from the learner)
+        self.policy = LEARNER
         # EnvRunner: episode id -> the (seat, opponent) its mapping gave when it started
         self._started: dict[str, tuple[int, str]] = {}
 
@@ -888,12 +892,19 @@ class PPOSettings:
     policy_average: int = 0
     """the policy evaluated (and exported by `train`): the mean of the weights of the newest k
     frozen snapshots (`policy_state`); 0: the learner's own weights"""
+    policy_select: int = 0
+    """at the end, the best of the learner and its newest k snapshots against the evaluation
+    opponents becomes the policy evaluated and exported (`select_policy`); 0: no pick"""
     sampler: str = "batched"
     """EnvRunner: batched (`BatchedSelfPlayEnvRunner`, all games on one core) or rllib
     (RLlib's MultiAgentEnvRunner through the PettingZoo wrapper)"""
     precision: str = "float32"
     """number format of the net's matrix products: float32, bfloat16 (autocast), or auto
     (`resolve_precision`: bfloat16 where the driver's CPU multiplies it natively)"""
+    device: str = "cpu"
+    """the learner's device (RLlib's local learner, in the driver): cpu, cuda, cuda:N
+    (`num_gpus_per_learner` 1) or auto (cuda when torch sees a GPU); the EnvRunners sample
+    on the CPU either way"""
     num_env_runners: int = 1
     """EnvRunner actors (0 samples in the driver process)"""
     num_envs_per_env_runner: int = 8
@@ -952,6 +963,7 @@ def build_ppo(
     """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping."""
     if settings.sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {settings.sampler!r}")
+    device = pick_device(settings.device)  # refuses cuda without a GPU, before anything starts
     register_envs([game])
     options = dict(game_options or {})
     precision = resolve_precision(settings.precision)
@@ -988,7 +1000,11 @@ def build_ppo(
             episodes_to_numpy=False,  # done once per episode in LeagueCallback.on_sample_end
             env_runner_cls=SAMPLERS[settings.sampler],
         )
-        .learners(num_learners=0)  # learn in the driver process (CPU, or its GPU)
+        .learners(  # learn in the driver process, on its CPU or one of its GPUs
+            num_learners=0,
+            num_gpus_per_learner=1 if device.type == "cuda" else 0,
+            local_gpu_idx=device.index or 0,
+        )
         .training(
             lr=settings.lr_schedule(),
             gamma=settings.gamma,
@@ -1039,6 +1055,7 @@ def save(algo: Algorithm, run_dir: str | Path, extra: Mapping[str, Any] | None =
     shutil.rmtree(old, ignore_errors=True)
     state = {
         "iteration": algo.iteration,
+        "policy": callback.policy,
         "league": callback.league.state_dict(),
         "snapshots": callback.league.snapshot_names(),
         "results": callback.results,
@@ -1114,20 +1131,69 @@ def policy_state(algo: Algorithm, average: int = 0) -> dict[str, Any]:
     """The weights a run plays as its policy: the mean of `averaged_snapshots` (weight
     averaging, as in SWA: at a constant rate the greedy policy's strength moves by tens of
     points between snapshots 10 iterations apart; their mean is steadier, though a long
-    stretch of weak snapshots drags it down too), or the learner's own when that is empty."""
+    stretch of weak snapshots drags it down too), or when that is empty the weights of the
+    driver callback's ``policy``: the learner's own, or the snapshot `select_policy` picked."""
     names = averaged_snapshots(algo, average)
     if not names:
-        return dict(module_state(algo, LEARNER))
+        return dict(module_state(algo, driver_callback(algo).policy))
     return average_states([module_state(algo, name) for name in names])
+
+
+def learner_device(algo: Algorithm) -> torch.device:
+    """The device "main" trains on (RLlib's local learner, in the driver process)."""
+    results = algo.learner_group.foreach_learner(
+        lambda learner: next(learner.module[LEARNER].parameters()).device
+    )
+    return next(iter(results)).get()  # RLlib's RemoteCallResults: one per learner
 
 
 def learner_module(algo: Algorithm, average: int = 0) -> PolicyValueRLModule:
     """A local copy of "main" with the learner's current weights (the EnvRunners' copies may
     lag an update behind, and with remote EnvRunners the driver may hold none), or with the
-    mean of the newest ``average`` snapshots' weights (`policy_state`)."""
+    mean of the newest ``average`` snapshots' weights, or the picked snapshot's
+    (`policy_state`)."""
+    return _local_module(algo, policy_state(algo, average))
+
+
+def _local_module(algo: Algorithm, state: Mapping[str, Any]) -> PolicyValueRLModule:
+    """A fresh local "main" module (the spec's, not greedy-marked) holding ``state``."""
     module = algo.config.rl_module_spec.rl_module_specs[LEARNER].build()
-    module.set_state(policy_state(algo, average))
+    module.set_state(dict(state))
     return module.eval()
+
+
+def select_policy(
+    algo: Algorithm,
+    game: str,
+    opponents: Iterable[str],
+    num_games: int,
+    candidates: int,
+    seed: int = 0,
+    **game_options: Any,
+) -> tuple[str, dict[str, float]]:
+    """Pick the run's policy: the learner and its newest ``candidates`` frozen snapshots each
+    play ``num_games`` games against every opponent (`evaluate`'s games, with ``seed``), and
+    the best mean score wins (a tie goes to the newer: the learner is newest). Sets the driver
+    callback's ``policy`` to it, so `policy_state`, `evaluate` and the export play it; returns
+    (module id, {module id: mean score}) oldest first. Training is untouched: the learner
+    keeps its own weights. Call it when training is over (`train_ppo` does, at the end): a
+    snapshot the league evicts later can no longer be played."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 0:
+        raise ValueError(f"candidates must be an integer >= 0, got {candidates!r}")
+    opponents = tuple(opponents)
+    if not opponents:
+        raise ValueError("select_policy needs at least one evaluation opponent, got none")
+    callback = driver_callback(algo)
+    snapshots = callback.league.snapshot_names()
+    names = [*(snapshots[-candidates:] if candidates else []), LEARNER]
+    scores: dict[str, float] = {}
+    for name in names:
+        player = RLModulePlayer(_local_module(algo, module_state(algo, name)), LEARNER)
+        report = _play_opponents(player, game, opponents, num_games, seed, game_options)
+        scores[name] = float(np.mean([row["score"] for row in report.values()]))
+    best = max(reversed(names), key=lambda name: scores[name])  # ties: the newer
+    callback.policy = best
+    return best, scores
 
 
 def evaluate(
@@ -1140,8 +1206,21 @@ def evaluate(
     **game_options: Any,
 ) -> dict[str, dict[str, float]]:
     """The learner's greedy policy (or the weight average of its newest ``average`` snapshots,
-    `policy_state`) against baseline players in our arena (seats alternated)."""
+    or the picked snapshot: `policy_state`) against baseline players in our arena (seats
+    alternated)."""
     player = RLModulePlayer(learner_module(algo, average), LEARNER)
+    return _play_opponents(player, game, opponents, num_games, seed, game_options)
+
+
+def _play_opponents(
+    player: Any,
+    game: str,
+    opponents: Iterable[str],
+    num_games: int,
+    seed: int,
+    game_options: Mapping[str, Any],
+) -> dict[str, dict[str, float]]:
+    """``player``'s record against each opponent spec over ``num_games`` arena games."""
     report: dict[str, dict[str, float]] = {}
     for spec in opponents:
         opponent = make_player(spec, game, seed=seed)
@@ -1217,8 +1296,10 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         symmetric=cfg.symmetric,
         greedy_snapshots=cfg.league_greedy,
         policy_average=cfg.policy_average,
+        policy_select=cfg.policy_select,
         sampler=cfg.ppo_sampler,
         precision=cfg.precision,
+        device=str(pick_device(cfg.device)),
         num_env_runners=cfg.workers,
         num_envs_per_env_runner=cfg.games_per_worker,
         snapshot_every=cfg.snapshot_every,
@@ -1271,6 +1352,17 @@ def train_ppo(
     run_dir = Path(run_dir)
     if resume and not (run_dir / LEAGUE_FILE).exists():
         raise ValueError(f"cannot resume: no {LEAGUE_FILE} in {run_dir}")
+    if settings.policy_select and settings.policy_average:
+        raise ValueError(
+            f"policy_select and policy_average each choose the run's policy; set one, got "
+            f"policy_select {settings.policy_select} and policy_average "
+            f"{settings.policy_average}"
+        )
+    if settings.policy_select and not settings.eval_opponents:
+        raise ValueError(
+            f"policy_select {settings.policy_select} picks by games against the evaluation "
+            f"opponents, got none"
+        )
     if not ray.is_initialized():
         address = _cfg_value(cfg_like, "ray_address", "") or None
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -1328,21 +1420,32 @@ def train_ppo(
         except KeyboardInterrupt:
             checkpoint()  # Ctrl-C: keep what was learned, then stop as asked
             raise
+        selection: dict[str, float] = {}
+        if settings.policy_select:
+            _, selection = select_policy(
+                algo, game, settings.eval_opponents, settings.eval_games,
+                settings.policy_select, seed=settings.seed + 1,  # not the final evaluation's games
+            )  # fmt: skip
+            last_evaluation.clear()  # an evaluation of the learner is not one of the pick
         path = checkpoint()
         evaluation = evaluation_now() if evaluate_at_end and settings.eval_opponents else {}
-        if evaluation:  # beside the checkpoint just written (the weights have not moved)
+        if evaluation or selection:  # beside the checkpoint just written (weights unmoved)
             league_file = run_dir / LEAGUE_FILE
             state = json.loads(league_file.read_text(encoding="utf-8"))
-            write_json_atomic(league_file, {**state, "evaluation": evaluation}, default=str)
+            state.update(evaluation=evaluation, selection=selection)
+            write_json_atomic(league_file, state, default=str)
         return {
             "run_dir": str(run_dir),
             "checkpoint": str(path),
             "iterations": algo.iteration,
             "iterations_this_run": algo.iteration - start_iteration,
             "precision": "bfloat16" if learner_module(algo).bfloat16 else "float32",
+            "device": str(learner_device(algo)),
             "league": driver_callback(algo).summary(),
             "snapshots": driver_callback(algo).league.snapshot_names(),
             "averaged": averaged_snapshots(algo, settings.policy_average),
+            "policy": driver_callback(algo).policy,
+            "selection": selection,
             "evaluation": evaluation,
             "learner": {
                 key: float(value)
@@ -1358,7 +1461,8 @@ def export_policy(algo: Algorithm, run_dir: str | Path, cfg: Any) -> Path:
     """Write the run's policy net as a selfplay checkpoint (``run_dir/checkpoint.pt``), so
     ``load_player``, ``selfplay play``, arena and eval use PPO runs like AlphaZero runs: the
     learner's weights, or with ``cfg.policy_average`` the mean of its newest snapshots'
-    (`policy_state`; the counter ``averaged`` says how many, 0 for the learner's own).
+    (`policy_state`; the counter ``averaged`` says how many, 0 for the learner's own), or the
+    snapshot `select_policy` picked (``extra["policy"]`` names the module played).
     `train` calls it at every checkpoint, so a killed run has one too; a resume restores the
     learner from RLlib's checkpoint, never from this one."""
     from selfplay.checkpoint import checkpoint_path, save_checkpoint
@@ -1372,6 +1476,7 @@ def export_policy(algo: Algorithm, run_dir: str | Path, cfg: Any) -> Path:
         optimizer={},
         counters={"iterations": algo.iteration, "averaged": averaged},
         config=to_dict(cfg),
+        extra={"policy": driver_callback(algo).policy},
     )
 
 
@@ -1388,6 +1493,7 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
     state = json.loads(state_file.read_text()) if resume and state_file.exists() else {}
     if "config" in state:
         check_resume(state["config"], cfg)  # before W&B, Ray or RLlib's checkpoint
+    settings = ppo_settings(cfg)  # a device torch cannot reach is refused here, before W&B
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(
         run_dir, to_dict(cfg), mode=cfg.wandb, project=cfg.wandb_project,
@@ -1441,7 +1547,7 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
 
     try:
         summary = train_ppo(
-            cfg, cfg.minutes, run_dir, settings=ppo_settings(cfg), resume=resume,
+            cfg, cfg.minutes, run_dir, settings=settings, resume=resume,
             on_iteration=log, on_save=lambda algo: export_policy(algo, run_dir, cfg),
             on_evaluation=log_evaluation,
         )  # fmt: skip
@@ -1449,7 +1555,10 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
             {
                 "iterations": summary["iterations"],
                 "precision": summary["precision"],
+                "device": summary["device"],
                 "averaged": len(summary["averaged"]),
+                "policy": summary["policy"],
+                **{f"select/score_{name}": score for name, score in summary["selection"].items()},
                 **final,
             }
         )
@@ -1499,6 +1608,7 @@ __all__ = [
     "resolve_precision",
     "restore",
     "save",
+    "select_policy",
     "set_env_runner_weights",
     "train",
     "train_ppo",

@@ -43,8 +43,12 @@ MAX_TABLE_ENTRIES = 1 << 20  # the transposition table is cleared when it grows 
 EXACT, LOWER, UPPER = 0, 1, 2  # transposition-table bounds
 
 
-class _Board:
-    """Bit masks of one board shape (rows, cols, win_length), built once per shape."""
+class BitBoard:
+    """Bit masks of one board shape (rows, cols, win_length), built once per shape (`bit_board`).
+
+    Public because the search and the tactics counter (`agents.players.tactics`) read the same
+    geometry: playable cells, columns, winning cells.
+    """
 
     def __init__(self, rows: int, cols: int, win_length: int) -> None:
         height = rows + 1
@@ -83,14 +87,15 @@ class _Board:
 
 
 @functools.cache
-def _board(rows: int, cols: int, win_length: int) -> _Board:
-    return _Board(rows, cols, win_length)
+def bit_board(rows: int, cols: int, win_length: int) -> BitBoard:
+    """The (cached) `BitBoard` of a board shape."""
+    return BitBoard(rows, cols, win_length)
 
 
 class _Search:
     """One root search: the board masks, the transposition table and a node counter."""
 
-    def __init__(self, board: _Board) -> None:
+    def __init__(self, board: BitBoard) -> None:
         self.b = board
         self.table: dict[int, tuple[int, int, int, int]] = {}  # key -> value, bound, depth, move
         self.nodes = 0
@@ -223,7 +228,7 @@ class AlphaBetaPlayer:
                 f"{getattr(game, 'name', type(game).__name__)!r}"
             )
         check_unfinished(game, self.name)
-        board = _board(game.rows, game.cols, game.win_length)
+        board = bit_board(game.rows, game.cols, game.win_length)
         actions = np.zeros(game.num_envs, np.int64)  # (N,)
         self.nodes = 0
         for g in range(game.num_envs):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.players.alphabeta import _board
+from agents.players.alphabeta import bit_board
 from envs.connect_four import ConnectFour
 
 
@@ -47,7 +47,7 @@ class Tactics:
             raise ValueError(f"actions must have shape ({game.num_envs},), got {actions.shape}")
         if actions.size and (actions.min() < 0 or actions.max() >= game.cols):
             raise ValueError(f"actions must be columns in [0, {game.cols}), got {actions.tolist()}")
-        b = _board(game.rows, game.cols, game.win_length)
+        b = bit_board(game.rows, game.cols, game.win_length)
         for g in range(game.num_envs):
             position, mask = int(game.position[g]), int(game.mask[g])  # mover's stones, all
             possible = (mask + b.bottom) & b.board  # the playable cell of each open column

@@ -24,7 +24,7 @@ from agents.players import (
     RolloutMCTSPlayer,
     make_player,
 )
-from agents.players.alphabeta import WIN, _board, _Search
+from agents.players.alphabeta import WIN, _Search, bit_board
 from envs import ConnectFour, TicTacToe
 from envs.connect_four import has_line, line_shifts
 
@@ -245,7 +245,7 @@ def test_alphabeta_to_the_end_matches_exhaustive_search(
     # game-theoretic value (including how fast the win or loss comes) on every position
     game = ConnectFour(150, rows=rows, cols=cols, win_length=k)
     game = random_positions(game, 12, seed=7, min_plies=min_plies)
-    board = _board(rows, cols, k)
+    board = bit_board(rows, cols, k)
     for g in range(game.num_envs):
         position, mask, moves = int(game.position[g]), int(game.mask[g]), int(game.moves[g])
         values = _Search(board).root_values(position, mask, moves, rows * cols - moves)

@@ -282,6 +282,15 @@ def test_opening_plies_are_for_ppo_only() -> None:
     with pytest.raises(ValueError, match="policy_average must be an integer >= 0, got -1"):
         TrainConfig(algo="ppo", policy_average=-1)
     assert TrainConfig(algo="ppo", policy_average=20).policy_average == 20
+    with pytest.raises(ValueError, match="policy_select works with algo ppo only"):
+        TrainConfig(policy_select=5)
+    with pytest.raises(ValueError, match=r"must be <= league_snapshots \(20\), got 21"):
+        TrainConfig(algo="ppo", policy_select=21)
+    with pytest.raises(ValueError, match="^policy_select and policy_average each choose"):
+        TrainConfig(algo="ppo", policy_select=5, policy_average=5)
+    with pytest.raises(ValueError, match="needs eval_opponents, got policy_select 5 and none"):
+        TrainConfig(algo="ppo", policy_select=5, eval_opponents="")
+    assert TrainConfig(algo="ppo", policy_select=20).policy_select == 20
 
 
 def test_ppo_runs_saved_before_the_ppo_fields_keep_their_sampling() -> None:
@@ -334,20 +343,20 @@ def test_no_flags_gives_the_preset() -> None:
         (("--simulations", "64"), "--simulations 64"),
         (("--replay-size", "5000"), "--replay-size 5000"),
         (("--augment", "no"), "--augment no"),
-        (("--device", "cpu"), "--device cpu"),
+        (("--learner-threads", "2"), "--learner-threads 2"),
         (("--max-steps", "100"), "--max-steps 100"),
     ],
 )
 def test_alphazero_only_flags_are_refused_with_ppo(flags: tuple[str, ...], shown: str) -> None:
-    """Typed with algo ppo, a search, replay or learner-device flag is refused by name, not
+    """Typed with algo ppo, a search, replay or learner-process flag is refused by name, not
     ignored; the same values coming from an alphazero preset (tictactoe's num_considered,
     replay_size, ...) do not stop `--algo ppo`."""
     for preset in ("connect_four", "connect_four_ppo"):
         with pytest.raises(ValueError) as info:
             config_from_args(parse("--preset", preset, "--algo", "ppo", *flags))
         assert str(info.value) == (
-            f"{flags[0]} works with algo alphazero only (PPO has no search or replay buffer, "
-            f"and learns on the CPU in the driver), got {shown} with algo ppo"
+            f"{flags[0]} works with algo alphazero only (PPO has no search, replay buffer or "
+            f"learner process of ours), got {shown} with algo ppo"
         )
     cfg = config_from_args(parse("--preset", "tictactoe", "--algo", "ppo"))
     assert cfg.algo == "ppo" and cfg.num_considered == load_preset("tictactoe").num_considered

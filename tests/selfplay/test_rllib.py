@@ -3,6 +3,7 @@ wrapper, and real PPO self-play on tic-tac-toe with frozen snapshots, checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -444,6 +445,7 @@ def test_ppo_settings_and_network_of_a_train_config() -> None:
     assert (settings.opening_plies, settings.entropy_coeff, settings.lr) == (4, 0.01, 3e-4)
     assert (settings.self_play, settings.max_snapshots, settings.snapshot_every) == (0.8, 20, 10)
     assert settings.eval_opponents == ("random", "alphabeta:2") and settings.eval_games == 200
+    assert (settings.policy_select, settings.policy_average) == (20, 0)  # the pick, no average
     league = settings.league_config()
     assert (league.latest, league.past, league.pfsp) == pytest.approx((0.8, 0.2, 0.0))
     assert not settings.greedy_snapshots
@@ -613,6 +615,30 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
         assert weights_equal(saved.model, module.net.state_dict())
         assert weights_equal({f"net.{k}": v for k, v in saved.model.items()}, state)
 
+        # the picked policy: the learner and the two newest snapshots play the same games, the
+        # best mean score (a tie: the newer) becomes what policy_state, evaluate and the
+        # export play; the learner's own weights are untouched
+        learner_weights = rb.module_state(algo, rb.LEARNER)
+        picked, scores = rb.select_policy(algo, GAME, ("random",), 10, candidates=2, seed=5)
+        assert list(scores) == ["main_it00002", "main_it00004", rb.LEARNER]  # oldest first
+        best = max(scores.values())
+        assert picked == [name for name in scores if scores[name] == best][-1]
+        assert callback.policy == picked
+        assert weights_equal(rb.policy_state(algo, 0), rb.module_state(algo, picked))
+        assert weights_equal(rb.module_state(algo, rb.LEARNER), learner_weights)
+        again = rb.evaluate(algo, GAME, ("random",), 10, seed=5)["random"]
+        assert again["score"] == scores[picked]  # the same seeded games, the picked weights
+        cfg = TrainConfig(game=GAME, algo="ppo", net="mlp", hidden=32, policy_select=2)
+        saved = load_checkpoint(rb.export_policy(algo, tmp_path / "picked", cfg))
+        assert saved.extra["policy"] == picked and saved.counters["averaged"] == 0
+        assert weights_equal(
+            {f"net.{k}": v for k, v in saved.model.items()}, rb.module_state(algo, picked)
+        )
+        with pytest.raises(ValueError, match="candidates must be an integer >= 0, got -1"):
+            rb.select_policy(algo, GAME, ("random",), 10, candidates=-1)
+        with pytest.raises(ValueError, match="needs at least one evaluation opponent"):
+            rb.select_policy(algo, GAME, (), 10, candidates=2)
+
         # masking held: the strict envs would have raised, and they counted no illegal action
         illegal, steps = illegal_and_steps(algo)
         assert illegal == 0 and steps > 1000
@@ -640,6 +666,7 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
         algo.stop()
     league_json = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
     assert league_json["snapshots"] == ["main_it00002", "main_it00004"]
+    assert league_json["policy"] == picked  # recorded; a resume trains and plays the learner
 
     restored = rb.build_ppo(GAME, mlp(), settings)
     try:
@@ -650,6 +677,7 @@ def test_ppo_self_play_with_frozen_snapshots_and_checkpoints(local_ray, tmp_path
             for runner_weights in env_runner_weights(restored, module_id):
                 assert weights_equal(runner_weights, weights), module_id
         assert restored.iteration == saved_iteration
+        assert rb.driver_callback(restored).policy == rb.LEARNER
         assert rb.driver_callback(restored).league.state_dict() == saved_league
         assert rb.driver_callback(restored).results == saved_results
         restored.train()  # iteration 6: continues, and takes the next snapshot
@@ -728,6 +756,7 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
     assert [i for i, _ in evaluations] == [1, 2] and saved == [2]  # (iteration 2 once)
     assert evaluations[-1][1] == first["evaluation"]
     assert first["precision"] == "bfloat16"  # what the learner's module computed in
+    assert first["device"] == "cpu"  # the settings' default, where the learner's weights lay
     # the league hook decided: self-play before the first snapshot, then only the snapshot
     # (episodes started in iteration 1 may end in iteration 2, still against main)
     opponents = first["league"]["opponents"]
@@ -742,23 +771,84 @@ def test_train_ppo_runs_checkpoints_evaluates_and_resumes(local_ray, tmp_path: P
     assert report["games"] == 10 and report["wins"] + report["draws"] + report["losses"] == 10
     assert state["evaluation"]["random"] == report
 
+    # a resume may change the settings: 3 snapshots kept, and the run's policy now the best
+    # of the learner and the two newest snapshots (picked at the end, even without the final
+    # evaluation)
+    picking = dataclasses.replace(settings, policy_average=0, policy_select=2)
+    from selfplay.config import TrainConfig
+
+    exported = TrainConfig(**cfg, algo="ppo", policy_select=2)
     second = rb.train_ppo(
         cfg,
         minutes=2,
         run_dir=tmp_path,
-        settings=settings,
-        league=NewestSnapshotLeague(max_snapshots=3),  # a resume may change the settings
+        settings=picking,
+        league=NewestSnapshotLeague(max_snapshots=3),
         resume=True,
         max_iterations=1,
         evaluate_at_end=False,
+        on_save=lambda algo: rb.export_policy(algo, tmp_path, exported),
     )
     assert second["iterations"] == 3 and second["iterations_this_run"] == 1
+    assert list(second["selection"]) == ["main_it00002", "main_it00003", rb.LEARNER]
+    assert second["selection"][second["policy"]] == max(second["selection"].values())
+    state = json.loads((tmp_path / rb.LEAGUE_FILE).read_text())
+    assert state["policy"] == second["policy"] and state["selection"] == second["selection"]
+    from selfplay.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "checkpoint.pt").extra["policy"] == second["policy"]
     # the resumed run's settings hold (3 kept), the saved snapshots and results carry on
     assert second["snapshots"] == ["main_it00001", "main_it00002", "main_it00003"]
     assert second["league"]["opponents"]["main_it00002"]["games"] > 5
     assert second["league"]["episodes"] > first["league"]["episodes"]  # tallies carried on
     with pytest.raises(ValueError, match="cannot resume"):
         rb.train_ppo(cfg, minutes=1, run_dir=tmp_path / "empty", settings=settings, resume=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_learner_device_is_auto_or_refused_in_one_line_without_a_gpu() -> None:
+    """auto is the CPU here; cuda without a GPU and a name torch has no use for are refused by
+    `build_ppo` before it builds anything."""
+    from selfplay.config import config_from_dict, load_preset
+
+    assert rb.ppo_settings(load_preset("connect_four_ppo")).device == "cpu"  # auto, no GPU
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
+        rb.ppo_settings(config_from_dict({"device": "cuda"}, base=load_preset("connect_four_ppo")))
+    for device, message in (
+        ("cuda", r"^device 'cuda' was asked for but torch sees no CUDA GPU; use cpu or auto$"),
+        ("cuda:1", r"^device 'cuda:1' was asked for but torch sees no CUDA GPU"),
+        ("tpu", r"^device must be one of auto, cpu, cuda \(or cuda:N\), got 'tpu'$"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            rb.build_ppo(GAME, mlp(), tiny_settings(device=device))
+
+
+@pytest.mark.gpu
+def test_train_ppo_learns_on_the_gpu_and_resumes_on_the_cpu(tmp_path: Path) -> None:
+    """device cuda: RLlib's learner holds and updates "main" on the GPU (the EnvRunners sample
+    on the CPU), the run evaluates and checkpoints, and the checkpoint resumes on the CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = {"game": GAME, "net": "mlp", "hidden": 32, "seed": 1, "eval_games": 10}
+        first = rb.train_ppo(
+            cfg, minutes=2, run_dir=tmp_path, settings=tiny_settings(device="cuda"),
+            max_iterations=2,
+        )  # fmt: skip
+        assert first["device"] == "cuda:0" and first["iterations"] == 2
+        assert np.isfinite(first["learner"]["total_loss"])
+        assert first["evaluation"]["random"]["games"] == 10
+        second = rb.train_ppo(
+            cfg, minutes=2, run_dir=tmp_path, settings=tiny_settings(device="cpu"),
+            resume=True, max_iterations=1,
+        )  # fmt: skip
+        assert second["device"] == "cpu" and second["iterations"] == 3
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @pytest.mark.slow
@@ -780,7 +870,9 @@ def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) 
     env = {**os.environ, "WANDB_SILENT": "true"}
     first = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "PPO iterations" in first.stdout and "evaluation: score" in first.stdout
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"  # --device auto, the default
+    assert f"PPO iterations (learner on {device}, " in first.stdout
+    assert "evaluation: score" in first.stdout
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("learner/total_loss" in line for line in lines)
     # the rate and the KL penalty's weight, as RLlib used them (the preset's constant 2e-3)
