@@ -911,3 +911,26 @@ def test_selfplay_train_algo_ppo_tracks_checkpoints_and_resumes(tmp_path: Path) 
     assert resume.returncode == 0, resume.stderr[-3000:]
     after = json.loads((run_dir / "league.json").read_text())
     assert after["iteration"] > before
+
+    # scripts/pick_policy.py: the end-of-run pick applied to this finished run afterwards,
+    # exported elsewhere (the run's own export stays)
+    script = Path(__file__).parents[2] / "scripts" / "pick_policy.py"
+    own = load_checkpoint(run_dir / "checkpoint.pt").model
+    picked_dir = tmp_path / "picked"
+    pick = subprocess.run(
+        [sys.executable, str(script), str(run_dir), "--candidates", "2", "--out", str(picked_dir)],
+        capture_output=True, text=True, timeout=400, env=env,
+    )  # fmt: skip
+    assert pick.returncode == 0, pick.stderr[-3000:]
+    report = json.loads(pick.stdout.strip().splitlines()[-1])
+    assert list(report["scores"]) == [*after["snapshots"][-2:], rb.LEARNER]
+    assert report["scores"][report["picked"]] == max(report["scores"].values())
+    assert report["opponents"] == ["random", "solver"]  # the run's evaluation opponents
+    saved = load_checkpoint(picked_dir / "checkpoint.pt")
+    assert saved.extra["policy"] == report["picked"]
+    assert weights_equal(load_checkpoint(run_dir / "checkpoint.pt").model, own)
+    refused = subprocess.run(
+        [sys.executable, str(script), str(run_dir), "--out", str(run_dir)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--out must not be the run itself" in refused.stderr
