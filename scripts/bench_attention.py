@@ -15,6 +15,8 @@ per-call overhead (launches, Python) that no kernel work hides.
                                                       # and compare with the fastest
     python scripts/bench_attention.py --sweep --grid compact --t 361  # one sequence length
     python scripts/bench_attention.py --sweep --sweep-backward ...     # backward variants only
+    python scripts/bench_attention.py --sweep --sweep-tma ...          # the TMA candidates only
+    python scripts/bench_attention.py --grid compact --cuda-graphs    # CUDA-graph replays
 
 --sweep times, for each (T, D) at H = 8 and B = 4,096 (T <= 64) or 1,024, the forward and the
 backward of every candidate configuration separately (their launch settings are independent),
@@ -24,6 +26,14 @@ JSON lines say which configuration ran). Every comparison row checks our output 
 against fp32 too, and reports no speed-up for a kernel outside the bound. ``--sweep-seconds``
 bounds the sweep: candidates are visited round-robin over the shapes, so a short budget still
 covers every shape.
+
+Eager calls (the default) include each call's CPU cost: Python, dispatch, autograd's node and
+its hand-off of the backward to its GPU thread; at small batches that cost, not the kernels,
+sets the time. ``--cuda-graphs`` captures each implementation's forward, and its
+forward+backward, in a CUDA graph and times the replays, so the table compares the kernels
+themselves, as a captured training step (``torch.cuda.graph``, or ``torch.compile`` with
+``mode="reduce-overhead"``) runs them. Every implementation is timed the same way in a run,
+and the JSON lines say which (``"timing": "eager" | "cuda_graph"``).
 
 Needs a CUDA GPU; without one it prints a line saying so and exits 0. ``--dry-run`` runs the
 same code on tiny CPU shapes (with TRITON_INTERPRET=1 for our kernel) to test the script itself.
@@ -45,6 +55,8 @@ import torch
 
 # Runs as `python scripts/bench_attention.py` from anywhere: make the repo importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kernels.graphs import capture
 
 GRIDS = {
     "full": {"B": [256, 1024, 4096], "H": [4, 8], "T": [9, 42, 81, 361], "D": [32, 64]},
@@ -126,9 +138,10 @@ def _inputs(B: int, H: int, T: int, D: int, device: str, dtype: torch.dtype) -> 
 
 
 def measure(
-    attn: Callable[..., torch.Tensor], q, k, v, do, timer: Timer
+    attn: Callable[..., torch.Tensor], q, k, v, do, timer: Timer, cuda_graphs: bool = False
 ) -> tuple[float, float, torch.Tensor] | None:
-    """(forward ms, forward+backward ms, output) or None when the implementation refuses/OOMs."""
+    """(forward ms, forward+backward ms, output) or None when the implementation refuses/OOMs.
+    ``cuda_graphs``: time replays of each captured in a CUDA graph (``kernels.graphs``)."""
 
     def fwd() -> torch.Tensor:
         with torch.no_grad():
@@ -140,6 +153,8 @@ def measure(
 
     try:
         out = fwd()
+        if cuda_graphs:  # the replays: kernels without the per-call CPU cost
+            return timer(capture(fwd).replay), timer(capture(fwd_bwd).replay), out
         return timer(fwd), timer(fwd_bwd), out
     except (RuntimeError, torch.cuda.OutOfMemoryError):  # "No available kernel", OOM, ...
         if torch.cuda.is_available():
@@ -153,13 +168,13 @@ def measure(
 
 
 def _fwd_key(cfg) -> tuple:
-    return (cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages)
+    return (cfg.block_m, cfg.block_n, cfg.num_warps, cfg.num_stages, cfg.fwd_tma)
 
 
 def _bwd_key(cfg, T: int) -> tuple:
     if cfg.uses_fused_bwd(T):
         return ("fused", cfg.fused_warps)
-    return ("split", cfg.bwd_owned, cfg.bwd_inner, cfg.bwd_warps, cfg.bwd_stages)
+    return ("split", cfg.bwd_owned, cfg.bwd_inner, cfg.bwd_warps, cfg.bwd_stages, cfg.bwd_tma)
 
 
 def _max_err(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
@@ -206,6 +221,7 @@ class ShapeSweep:
         device: str,
         dtype: torch.dtype,
         backward_only: bool = False,
+        tma_only: bool = False,
     ) -> None:
         from kernels.attention import op
 
@@ -214,7 +230,13 @@ class ShapeSweep:
         if backward_only:  # the table's forward settings with every backward variant
             first = _fwd_key(self.candidates[0])
             self.candidates = [c for c in self.candidates if _fwd_key(c) == first]
+        if tma_only:  # the table's configuration against the TMA variants
+            first, *rest = self.candidates
+            self.candidates = [first, *(c for c in rest if c.fwd_tma or c.bwd_tma)]
         self.q, self.k, self.v, self.do = _inputs(B, H, T, D, device, dtype)
+        if not op._tma_ok(self.q, self.k, self.v, self.do):
+            # no TMA unit here: those candidates would time the ordinary loads a second time
+            self.candidates = [c for c in self.candidates if not (c.fwd_tma or c.bwd_tma)]
         self.checker = Checker(self.q, self.k, self.v, self.do)
         self.torch_err = self.checker.torch_err
         self.fwd: dict[tuple, tuple[float, object]] = {}  # key -> (ms, config)
@@ -276,17 +298,19 @@ def run_sweep(
     dry_run: bool,
     only_t: list[int] | None = None,
     backward_only: bool = False,
+    tma_only: bool = False,
 ) -> dict:
     """Round-robin over the shapes until every candidate is timed or `seconds` are spent.
     ``only_t``: sweep only these sequence lengths; ``backward_only``: only the candidates with
-    the table's forward settings."""
+    the table's forward settings; ``tma_only``: the table's configuration and the TMA
+    candidates."""
     shapes = [(9, 16)] if dry_run else SWEEP_SHAPES
     shapes = [(T, D) for T, D in shapes if only_t is None or T in only_t]
     timer = Timer(device, target_ms=1.0 if dry_run else 10.0, repeats=1 if dry_run else 3)
     # Short sequences at B = 1024 finish in about the time a launch takes: time them at 4096.
     sweeps = [
         ShapeSweep(T, D, 2 if dry_run else (4096 if T <= 64 else 1024), 2 if dry_run else 8,
-                   device, dtype, backward_only)
+                   device, dtype, backward_only, tma_only)
         for T, D in shapes
     ]  # fmt: skip
     deadline = time.monotonic() + seconds
@@ -300,7 +324,7 @@ def run_sweep(
             cfg = rec["config"]
             print(
                 f"T={sweep.T:>3} D={sweep.D:>3} fwd {cfg['block_m']}x{cfg['block_n']} "
-                f"w{cfg['num_warps']} s{cfg['num_stages']} "
+                f"w{cfg['num_warps']} s{cfg['num_stages']}{' tma' if cfg['fwd_tma'] else ''} "
                 f"bwd {_bwd_key(sweep.candidates[sweep.next - 1], sweep.T)}: "
                 f"fwd {rec.get('fwd_ms', '-')} bwd {rec.get('bwd_ms', '-')} "
                 f"err {rec['max_err']:.3g} (torch {rec['torch_err']:.3g})"
@@ -339,7 +363,15 @@ def run_sweep(
 
 
 def bench_config(
-    B: int, H: int, T: int, D: int, gpu: str, timer: Timer, device: str, dtype: torch.dtype
+    B: int,
+    H: int,
+    T: int,
+    D: int,
+    gpu: str,
+    timer: Timer,
+    device: str,
+    dtype: torch.dtype,
+    cuda_graphs: bool = False,
 ) -> dict[str, object]:
     """Time every implementation on one (B, H, T, D) shape; returns the JSON record."""
     from kernels.attention import attention, op
@@ -350,9 +382,10 @@ def bench_config(
     tt_fits = B * H * T * T * 4 * 4 < 0.6 * free_bytes
 
     record: dict[str, object] = {"bench": "attention", "gpu": gpu, "B": B, "H": H, "T": T,
-                                 "D": D, "dtype": str(dtype).removeprefix("torch.")}  # fmt: skip
+                                 "D": D, "dtype": str(dtype).removeprefix("torch."),
+                                 "timing": "cuda_graph" if cuda_graphs else "eager"}  # fmt: skip
     record["config"] = dataclasses.asdict(op.pick_config(T, D, q.element_size()))
-    ours = measure(lambda *a: attention(*a, backend="triton"), q, k, v, do, timer)
+    ours = measure(lambda *a: attention(*a, backend="triton"), q, k, v, do, timer, cuda_graphs)
     if ours is None:
         raise RuntimeError(f"our triton kernel failed on B={B} H={H} T={T} D={D}")
     record["ours_fwd_ms"], record["ours_fwdbwd_ms"] = round(ours[0], 5), round(ours[1], 5)
@@ -366,7 +399,7 @@ def bench_config(
     best_fb: tuple[float, str] | None = None
     for name in SDPA_BACKENDS:
         skip = name == "math" and not tt_fits
-        result = None if skip else measure(sdpa_with(name), q, k, v, do, timer)
+        result = None if skip else measure(sdpa_with(name), q, k, v, do, timer, cuda_graphs)
         if result is None:
             sdpa[name] = "n/a"
             continue
@@ -385,7 +418,7 @@ def bench_config(
         record["speedup_fwd"] = round(best_fwd[0] / ours[0], 3)
         record["speedup_fwdbwd"] = round(best_fb[0] / ours[1], 3)
 
-    naive = measure(naive_attention, q, k, v, do, timer) if tt_fits else None
+    naive = measure(naive_attention, q, k, v, do, timer, cuda_graphs) if tt_fits else None
     record["naive_fwd_ms"] = round(naive[0], 5) if naive else "n/a"
     record["naive_fwdbwd_ms"] = round(naive[1], 5) if naive else "n/a"
     del q, k, v, do
@@ -424,12 +457,26 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="sweep only the backward variants (the table's forward settings kept)",
     )
+    parser.add_argument(
+        "--sweep-tma",
+        action="store_true",
+        help="sweep only the table's configuration and the TMA candidates",
+    )
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="time replays of CUDA graphs (every implementation captured the same way): the "
+        "kernels without the per-call CPU cost",
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny CPU shapes (tests)")
     parser.add_argument(
         "--t", type=int, nargs="+", metavar="T", help="only these sequence lengths (grid, sweep)"
     )
+    parser.add_argument("--b", type=int, nargs="+", metavar="B", help="only these batch sizes")
     args = parser.parse_args(argv)
 
+    if args.dry_run and args.cuda_graphs:
+        parser.error("--cuda-graphs needs a CUDA GPU; --dry-run runs on the CPU")
     if args.dry_run:
         device, dtype, gpu, grid_name = "cpu", torch.float32, "cpu (dry run)", "dry-run"
     elif not torch.cuda.is_available():
@@ -444,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"# attention benchmark on {gpu} | torch {torch.__version__} (CUDA {torch.version.cuda})"
-        f" | triton {triton.__version__} | {dtype}, non-causal, no mask | times in ms",
+        f" | triton {triton.__version__} | {dtype}, non-causal, no mask | times in ms"
+        + (", CUDA-graph replays" if args.cuda_graphs else ", eager calls"),
         flush=True,
     )
     grid = dict(GRIDS[grid_name])
@@ -453,8 +501,21 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             parser.error(f"--t {missing} not in the {grid_name} grid's T {grid['T']}")
         grid["T"] = [T for T in grid["T"] if T in args.t]
+    if args.b:
+        missing = sorted(set(args.b) - set(grid["B"]))
+        if missing:
+            parser.error(f"--b {missing} not in the {grid_name} grid's B {grid['B']}")
+        grid["B"] = [B for B in grid["B"] if B in args.b]
     winners = (
-        run_sweep(device, dtype, args.sweep_seconds, args.dry_run, grid["T"], args.sweep_backward)
+        run_sweep(
+            device,
+            dtype,
+            args.sweep_seconds,
+            args.dry_run,
+            grid["T"],
+            args.sweep_backward,
+            args.sweep_tma,
+        )
         if args.sweep
         else {}
     )
@@ -478,9 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     for B, H, T, D in shapes:
         if (T, D) in winners:
             with op.override_config(T, D, winners[(T, D)]):
-                rec = bench_config(B, H, T, D, gpu, timer, device, dtype)
+                rec = bench_config(B, H, T, D, gpu, timer, device, dtype, args.cuda_graphs)
         else:
-            rec = bench_config(B, H, T, D, gpu, timer, device, dtype)
+            rec = bench_config(B, H, T, D, gpu, timer, device, dtype, args.cuda_graphs)
         records.append(rec)
         print(_row(rec), flush=True)
     for rec in records:

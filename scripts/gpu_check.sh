@@ -4,7 +4,8 @@
 #   bash scripts/gpu_check.sh [--quick] [PART ...]
 #
 # PARTs, run in this order (default: all of them):
-#   tests      the `gpu`-marked tests (Triton kernels against the float64 reference on CUDA)
+#   tests      the `gpu`-marked tests (Triton kernels against the float64 reference on CUDA);
+#              GPU_TESTS_K="tma or graph": only the tests pytest's -k selects
 #   train      the default Connect Four training command with the learner on the GPU
 #              (TRAIN_MINUTES, default 5; TRAIN_WORKERS, default: the preset's); it runs in the
 #              background while `tests` runs (tests are compile-bound, training CPU-bound)
@@ -12,12 +13,17 @@
 #   overhead   scripts/bench_attention_overhead.py (per-call cost of one small attention call,
 #              Triton's launch path against the cached launchers)
 #   attention  scripts/bench_attention.py (our kernel vs every SDPA backend); --quick: reduced grid
+#   graphs     scripts/bench_attention.py --grid compact --cuda-graphs: the same comparison with
+#              every implementation captured in CUDA graphs and timed by replays (the kernels
+#              without per-call CPU cost); GRAPHS_B="256": only those batch sizes
 #   sweep      (not in the default) scripts/bench_attention.py --sweep --grid compact: time every
 #              candidate launch configuration, then compare with the winners; for retuning the
 #              table in kernels/attention/op.py on a new GPU (SWEEP_T="361": only those
 #              sequence lengths; SWEEP_SECONDS: the sweep's time budget, default 600;
-#              SWEEP_BACKWARD=1: only the backward variants, the table's forward kept)
-# The timed parts (net, overhead, attention) run alone, after the others have finished.
+#              SWEEP_BACKWARD=1: only the backward variants, the table's forward kept; on a
+#              GPU with a TMA unit the candidates past T = 64 include TMA loads, SWEEP_TMA=1:
+#              only those and the table's configuration)
+# The timed parts (net, overhead, attention, graphs) run alone, after the others have finished.
 #
 # Every output is also written under $OUT when it is set (at most 8 files, flat). Exit status:
 # that of the tests when they ran, else 0 (every part runs even when an earlier one fails).
@@ -30,14 +36,14 @@ PARTS=()
 for arg in "$@"; do
     case "$arg" in
     --quick) QUICK=(--quick) ;;
-    tests | train | net | overhead | attention | sweep) PARTS+=("$arg") ;;
+    tests | train | net | overhead | attention | graphs | sweep) PARTS+=("$arg") ;;
     *)
-        echo "gpu_check: unknown argument '$arg' (allowed: --quick, tests, train, net, overhead, attention, sweep)" >&2
+        echo "gpu_check: unknown argument '$arg' (allowed: --quick, tests, train, net, overhead, attention, graphs, sweep)" >&2
         exit 2
         ;;
     esac
 done
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests train net overhead attention)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(tests train net overhead attention graphs)
 want() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 
 out() { # out FILE: copy stdin to the terminal and to $OUT/FILE when $OUT is set
@@ -96,7 +102,9 @@ if want tests; then
     # Only the test files that use the marker: the others import ray, gymnasium and the rest,
     # which a lent machine's system Python may lack (their import errors failed the part).
     mapfile -t gpu_files < <(grep -rl --include='test_*.py' -e 'mark\.gpu' tests | sort)
-    "$PY" -m pytest -m gpu -q "${xdist[@]}" "${gpu_files[@]}" 2>&1 | out gpu_tests.txt
+    select=()
+    [ -n "${GPU_TESTS_K:-}" ] && select=(-k "$GPU_TESTS_K")
+    "$PY" -m pytest -m gpu -q "${xdist[@]}" "${select[@]}" "${gpu_files[@]}" 2>&1 | out gpu_tests.txt
     tests_rc=${PIPESTATUS[0]}
 fi
 
@@ -119,10 +127,18 @@ if want attention; then
     "$PY" scripts/bench_attention.py "${QUICK[@]}" 2>&1 | out bench_attention.txt
 fi
 
+if want graphs; then
+    graphs_b=()
+    [ -n "${GRAPHS_B:-}" ] && read -ra graphs_b <<<"--b $GRAPHS_B"
+    "$PY" scripts/bench_attention.py --grid compact --cuda-graphs "${graphs_b[@]}" 2>&1 |
+        out bench_attention_graphs.txt
+fi
+
 if want sweep; then
     sweep_t=()
     [ -n "${SWEEP_T:-}" ] && read -ra sweep_t <<<"--t $SWEEP_T"
     [ "${SWEEP_BACKWARD:-0}" = 1 ] && sweep_t+=(--sweep-backward)
+    [ "${SWEEP_TMA:-0}" = 1 ] && sweep_t+=(--sweep-tma)
     "$PY" scripts/bench_attention.py --sweep --grid compact --sweep-seconds "${SWEEP_SECONDS:-600}" \
         "${sweep_t[@]}" 2>&1 | out bench_attention_sweep.txt
 fi

@@ -20,9 +20,10 @@ replaces only the sampling loop:
   except those whose opponent module the league removed in between: they start over.
 
 Anything else (no game core of ours, random actions, sampling without exploration, a number
-of episodes) goes through RLlib's own loop. Callbacks: ``on_episode_start`` and
-``on_episode_end`` are made as RLlib makes them, ``on_episode_step`` is not (nothing here uses
-it; it would cost a callback dispatch per game per move).
+of episodes) goes through RLlib's own loop. Callbacks: ``on_episode_start``, ``on_episode_step``
+and ``on_episode_end`` are made as RLlib makes them; ``on_episode_step`` only when a callback
+class overrides it or ``config.callbacks(on_episode_step=...)`` set a function (nothing of
+ours does: a dispatch per game per move would cost more than the move).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
@@ -156,6 +158,16 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
         # games started over because a module they played was removed (see _sample)
         self.dropped_games = 0
 
+    @property
+    def step_callbacks(self) -> bool:
+        """Whether anyone asked for ``on_episode_step`` (see the module docstring)."""
+        if getattr(self.config, "callbacks_on_episode_step", None):
+            return True
+        return any(
+            type(callback).on_episode_step is not RLlibCallback.on_episode_step
+            for callback in self._callbacks
+        )
+
     # --- RLlib's entry point ----------------------------------------------------------------
 
     def _sample(
@@ -261,6 +273,7 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
         done_episodes: list[MultiAgentEpisode] = []
         returned_steps = 0
         planes, legal = observations(core)
+        step_callbacks = self.step_callbacks
         while returned_steps < num_timesteps:
             mover = core.current_player()  # (N,)
             actions, logp, dist_inputs = self._act(planes, legal, mover)
@@ -287,6 +300,8 @@ class BatchedSelfPlayEnvRunner(MultiAgentEnvRunner):
                         }
                     },
                 )
+                if step_callbacks:  # after the step is recorded, as RLlib's loop does
+                    self._make_on_episode_callback("on_episode_step", i, self._games)
             finished = np.flatnonzero(done)
             for i in finished.tolist():
                 episode = self._games[i]

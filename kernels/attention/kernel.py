@@ -14,6 +14,8 @@ Conventions shared by all kernels:
   which would otherwise turn the loop-carried row statistics into fp64);
 - matmul inputs stay in the input dtype (bf16/fp16 tensor cores), accumulators are fp32; fp32
   inputs use ``INPUT_PRECISION="ieee"`` so they are not silently rounded to tf32.
+- ``USE_TMA`` (forward, dK/dV and dQ kernels): the tiles a program's loop streams come through
+  tensor descriptors (:func:`_head_desc`), else through masked pointer loads; same results.
 
 No kernel writes a T x T matrix to global memory: probabilities live in registers, one
 (BLOCK_M, BLOCK_N) tile at a time, and the backward pass recomputes them from ``LSE``.
@@ -67,6 +69,20 @@ def _live_keys(Mask, stride_mb, stride_mt, b, cols, T, HAS_MASK: tl.constexpr):
 
 
 @triton.jit
+def _head_desc(base, T, stride_t, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """A tensor descriptor over one (batch, head)'s (T, D) rows, loading (BLOCK, D) tiles.
+
+    On Hopper and later the loads go through the TMA unit: one instruction moves a whole tile,
+    and rows past T arrive as zeros, so the loop needs no address arithmetic or bounds masks
+    for them. The host (``op._tma_ok``) guarantees what TMA needs: a 16-byte aligned base,
+    row strides that are multiples of 16 bytes, and contiguous head dims.
+    """
+    return tl.make_tensor_descriptor(
+        base, shape=[T, HEAD_DIM], strides=[stride_t, 1], block_shape=[BLOCK, HEAD_DIM]
+    )
+
+
+@triton.jit
 def attn_fwd_kernel(
     Q,
     K,
@@ -101,10 +117,12 @@ def attn_fwd_kernel(
     BLOCK_N: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     """One program: BLOCK_M query rows of one (batch, head); online softmax over key blocks.
 
-    Writes O (B, H, T, D) in the input dtype and LSE (B*H, T) fp32 in log2 units.
+    Writes O (B, H, T, D) in the input dtype and LSE (B*H, T) fp32 in log2 units. USE_TMA: K
+    and V blocks come through tensor descriptors (Hopper's TMA unit; see :func:`_head_desc`).
     """
     pid_bh = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -128,21 +146,28 @@ def attn_fwd_kernel(
 
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
+    if USE_TMA:
+        k_desc = _head_desc(k_base, T, stride_kt, HEAD_DIM, BLOCK_N)
+        v_desc = _head_desc(v_base, T, stride_vt, HEAD_DIM, BLOCK_N)
     for start_n in range(0, T, BLOCK_N):
         cols = start_n + offs_n  # (BLOCK_N,)
         col_in = cols < T
         live = _live_keys(Mask, stride_mb, stride_mt, b, cols, T, HAS_MASK)
-        # K loaded transposed, (D, BLOCK_N), so the score tile is a plain q @ kT.
-        kT = tl.load(
-            k_base + offs_d[:, None] * stride_kd + cols[None, :] * stride_kt,
-            mask=col_in[None, :],
-            other=0.0,
-        )
-        v = tl.load(
-            v_base + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd,
-            mask=col_in[:, None],
-            other=0.0,
-        )  # (BLOCK_N, D)
+        if USE_TMA:
+            kT = tl.trans(k_desc.load([start_n, 0]))  # (D, BLOCK_N); rows past T read as 0
+            v = v_desc.load([start_n, 0])  # (BLOCK_N, D)
+        else:
+            # K loaded transposed, (D, BLOCK_N), so the score tile is a plain q @ kT.
+            kT = tl.load(
+                k_base + offs_d[:, None] * stride_kd + cols[None, :] * stride_kt,
+                mask=col_in[None, :],
+                other=0.0,
+            )
+            v = tl.load(
+                v_base + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd,
+                mask=col_in[:, None],
+                other=0.0,
+            )  # (BLOCK_N, D)
         s = (_dot(q, kT, INPUT_PRECISION, EMULATE_BF16) * qk_scale).to(tl.float32)  # (BM, BN)
         s = tl.where(live[None, :], s, float("-inf"))
 
@@ -251,6 +276,7 @@ def attn_bwd_dkdv_kernel(
     BLOCK_N: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     """One program: dK and dV for BLOCK_N keys of one (batch, head), looping over query blocks.
 
@@ -285,19 +311,26 @@ def attn_bwd_dkdv_kernel(
     q_base = Q + b * stride_qb + h * stride_qh
     do_base = DO + b * stride_dob + h * stride_doh
     row_base = pid_bh.to(tl.int64) * T
+    if USE_TMA:  # Q and dO blocks through TMA (see _head_desc)
+        q_desc = _head_desc(q_base, T, stride_qt, HEAD_DIM, BLOCK_M)
+        do_desc = _head_desc(do_base, T, stride_dot, HEAD_DIM, BLOCK_M)
     for start_m in range(0, T, BLOCK_M):
         rows = start_m + offs_m  # (BLOCK_M,)
         row_in = rows < T
-        qT = tl.load(
-            q_base + offs_d[:, None] * stride_qd + rows[None, :] * stride_qt,
-            mask=row_in[None, :],
-            other=0.0,
-        )  # (D, BLOCK_M)
-        do = tl.load(
-            do_base + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod,
-            mask=row_in[:, None],
-            other=0.0,
-        )  # (BLOCK_M, D)
+        if USE_TMA:
+            qT = tl.trans(q_desc.load([start_m, 0]))  # (D, BLOCK_M)
+            do = do_desc.load([start_m, 0])  # (BLOCK_M, D)
+        else:
+            qT = tl.load(
+                q_base + offs_d[:, None] * stride_qd + rows[None, :] * stride_qt,
+                mask=row_in[None, :],
+                other=0.0,
+            )  # (D, BLOCK_M)
+            do = tl.load(
+                do_base + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod,
+                mask=row_in[:, None],
+                other=0.0,
+            )  # (BLOCK_M, D)
         # Rows past T load LSE = +inf, so their recomputed probabilities are exactly 0.
         lse = tl.load(LSE + row_base + rows, mask=row_in, other=float("inf"))  # (BLOCK_M,)
         delta = tl.load(Delta + row_base + rows, mask=row_in, other=0.0)  # (BLOCK_M,)
@@ -353,6 +386,7 @@ def attn_bwd_dq_kernel(
     BLOCK_N: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     EMULATE_BF16: tl.constexpr,
+    USE_TMA: tl.constexpr,
 ):
     """One program: dQ for BLOCK_M query rows of one (batch, head), looping over key blocks.
 
@@ -389,20 +423,27 @@ def attn_bwd_dq_kernel(
 
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
+    if USE_TMA:  # K and V blocks through TMA (see _head_desc)
+        k_desc = _head_desc(k_base, T, stride_kt, HEAD_DIM, BLOCK_N)
+        v_desc = _head_desc(v_base, T, stride_vt, HEAD_DIM, BLOCK_N)
     for start_n in range(0, T, BLOCK_N):
         cols = start_n + offs_n  # (BLOCK_N,)
         col_in = cols < T
         live = _live_keys(Mask, stride_mb, stride_mt, b, cols, T, HAS_MASK)
-        k = tl.load(
-            k_base + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd,
-            mask=col_in[:, None],
-            other=0.0,
-        )  # (BLOCK_N, D)
-        vT = tl.load(
-            v_base + offs_d[:, None] * stride_vd + cols[None, :] * stride_vt,
-            mask=col_in[None, :],
-            other=0.0,
-        )  # (D, BLOCK_N)
+        if USE_TMA:
+            k = k_desc.load([start_n, 0])  # (BLOCK_N, D)
+            vT = tl.trans(v_desc.load([start_n, 0]))  # (D, BLOCK_N)
+        else:
+            k = tl.load(
+                k_base + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd,
+                mask=col_in[:, None],
+                other=0.0,
+            )  # (BLOCK_N, D)
+            vT = tl.load(
+                v_base + offs_d[:, None] * stride_vd + cols[None, :] * stride_vt,
+                mask=col_in[None, :],
+                other=0.0,
+            )  # (D, BLOCK_N)
         s = (_dot(q, tl.trans(k), INPUT_PRECISION, EMULATE_BF16) * qk_scale).to(tl.float32)
         p = tl.where(live[None, :], tl.exp2(s - lse[:, None]), 0.0)  # (BLOCK_M, BLOCK_N)
         dp = _dot(do, vT, INPUT_PRECISION, EMULATE_BF16)  # (BLOCK_M, BLOCK_N)

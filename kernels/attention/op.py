@@ -200,6 +200,12 @@ class LaunchConfig:
     """Split backward: warps per program."""
     bwd_stages: int = 2
     """Split backward: software-pipeline depth."""
+    fwd_tma: bool = False
+    """Forward: K and V tiles through tensor descriptors (Hopper's TMA unit) where the GPU and
+    the tensors allow it (:func:`_tma_ok`); ordinary masked loads otherwise."""
+    bwd_tma: bool = False
+    """Split backward: the streamed tiles (Q and dO for dK/dV, K and V for dQ) through tensor
+    descriptors, under the same conditions."""
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_n", "bwd_owned", "bwd_inner"):
@@ -224,7 +230,9 @@ class LaunchConfig:
         return replace(self, **{name: getattr(other, name) for name in _BACKWARD_FIELDS})
 
 
-_BACKWARD_FIELDS = ("fused_bwd", "fused_warps", "bwd_owned", "bwd_inner", "bwd_warps", "bwd_stages")
+_BACKWARD_FIELDS = (
+    "fused_bwd", "fused_warps", "bwd_owned", "bwd_inner", "bwd_warps", "bwd_stages", "bwd_tma",
+)  # fmt: skip
 
 
 FUSED_MAX_T = 128
@@ -238,8 +246,9 @@ def fused_block(T: int) -> int:
 
 # Winners of `scripts/bench_attention.py --sweep` (NVIDIA H200, bf16, B=1024, H=8, measured at
 # T = 9, 42, 81, 361 for D = 32 and 64), applied to the range of T around each measured length:
-# (longest T, forward (block_m, block_n, warps, stages), backward: ("fused", warps) or
-# ("split", owned, inner, warps, stages)).
+# (longest T, forward (block_m, block_n, warps, stages[, tma]), backward: ("fused", warps) or
+# ("split", owned, inner, warps, stages[, tma])); tma: True for TMA loads (LaunchConfig.fwd_tma,
+# bwd_tma).
 _MEASURED: list[tuple[int, tuple[int, int, int, int], tuple]] = [
     (16, (16, 16, 2, 2), ("fused", 2)),
     (32, (0, 0, 0, 0), ()),  # not measured: the heuristic
@@ -289,12 +298,14 @@ def _table_config(T: int, D: int, itemsize: int) -> LaunchConfig:
         else:
             _, fwd, bwd = next(row for row in _MEASURED if T <= row[0])
         if bwd:
-            bm, bn, w, st = fwd
-            cfg = LaunchConfig(block_m=bm, block_n=bn, num_warps=w, num_stages=st)
+            bm, bn, w, st, *fwd_tma = fwd  # an optional last True: TMA loads
+            cfg = LaunchConfig(block_m=bm, block_n=bn, num_warps=w, num_stages=st,
+                               fwd_tma=bool(fwd_tma and fwd_tma[0]))  # fmt: skip
             if bwd[0] == "fused":
                 return replace(cfg, fused_bwd=True, fused_warps=bwd[1])
-            _, owned, inner, bw, bst = bwd
-            return replace(cfg, bwd_owned=owned, bwd_inner=inner, bwd_warps=bw, bwd_stages=bst)
+            _, owned, inner, bw, bst, *bwd_tma = bwd
+            return replace(cfg, bwd_owned=owned, bwd_inner=inner, bwd_warps=bw, bwd_stages=bst,
+                           bwd_tma=bool(bwd_tma and bwd_tma[0]))  # fmt: skip
     block = min(64, max(16, _next_pow2(T)))
     warps = {16: 1, 32: 2}.get(block, 4)
     fb = fused_block(T)
@@ -331,6 +342,16 @@ def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
         if bm > 2 * max(16, _next_pow2(T)):
             continue  # a forward tile more than twice the sequence is mostly padding
         out.append(replace(base, block_m=bm, block_n=bn, num_warps=w, num_stages=st))
+    # TMA loads where the key loop has several steps (they replace its address arithmetic and
+    # bounds masks); used only where the GPU has a TMA unit, so timed only there.
+    if T > 64:
+        tma_forward = [(64, 32, 4, 3), (64, 64, 4, 3)]
+        if T > FUSED_MAX_T:
+            tma_forward += [(128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 2), (128, 128, 8, 3),
+                            (128, 32, 4, 4)]  # fmt: skip
+        for bm, bn, w, st in tma_forward:
+            out.append(replace(base, block_m=bm, block_n=bn, num_warps=w, num_stages=st,
+                               fwd_tma=True))  # fmt: skip
     if T <= FUSED_MAX_T and fb * D <= 128 * 64:
         for w in (1, 2, 4, 8):
             # at most 64 elements of a (tile, D) operand per thread, at most a warp per 8 rows
@@ -349,6 +370,11 @@ def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
                 base, fused_bwd=False, bwd_owned=owned, bwd_inner=inner, bwd_warps=w, bwd_stages=st
             )
         )
+    if T > FUSED_MAX_T:
+        for owned, inner, w, st in [(128, 32, 4, 3), (128, 16, 4, 4), (128, 32, 4, 4),
+                                    (128, 64, 8, 2), (64, 64, 4, 3)]:  # fmt: skip
+            out.append(replace(base, fused_bwd=False, bwd_owned=owned, bwd_inner=inner,
+                               bwd_warps=w, bwd_stages=st, bwd_tma=True))  # fmt: skip
     unique: list[LaunchConfig] = []
     for cfg in out:
         if cfg not in unique:
@@ -472,6 +498,59 @@ def _compiled_launcher(kernel, compiled, n_args: int, meta: dict[str, object]) -
         return None
 
 
+_CAPABILITY: dict[int, tuple[int, int]] = {}
+
+
+def _tma_ok(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels may read these (B, H, T, D) tensors through tensor descriptors: a GPU
+    with a TMA unit (compute capability 9.0 or later; any tensor under Triton's interpreter),
+    16-byte aligned data, batch, head and token strides in whole 16 bytes (every (batch, head)
+    base and row start aligned), and a contiguous head dim. Anything else (a view off
+    alignment, a stride-0 upstream gradient, an older GPU) takes the ordinary loads."""
+    first = tensors[0]
+    if not _INTERPRETED:
+        if not first.is_cuda:
+            return False
+        index = first.device.index
+        capability = _CAPABILITY.get(index)
+        if capability is None:
+            capability = _CAPABILITY[index] = torch.cuda.get_device_capability(first.device)
+        if capability[0] < 9:
+            return False
+    for t in tensors:
+        size = t.element_size()
+        sb, sh, st, sd = t.stride()
+        if sd != 1 or st <= 0 or t.data_ptr() % 16 or (sb * size) % 16 or (sh * size) % 16:
+            return False
+        if (st * size) % 16:
+            return False
+    return True
+
+
+def _scratch(size: int, alignment: int, stream: int | None) -> torch.Tensor:
+    """Triton's allocator protocol: global memory for the kernels' device-side descriptors."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+def _ensure_allocator() -> None:
+    """Device-side tensor descriptors need a Triton allocator for their scratch memory; set
+    ours (torch's caching allocator, so CUDA-graph capture works too) when none is set. The
+    setting is a context variable: a new thread (autograd's backward worker) starts without
+    one, so this runs before every launch that uses descriptors."""
+    if _INTERPRETED:
+        return
+    try:
+        from triton.runtime import _allocation
+
+        current = _allocation._allocator
+        current = current.get() if hasattr(current, "get") else current
+        unset = isinstance(current, _allocation.NullAllocator)
+    except (ImportError, AttributeError):  # another Triton layout: set ours
+        unset = True
+    if unset:
+        triton.set_allocator(_scratch)
+
+
 def _mask_args(
     key_padding_mask: torch.Tensor | None, q: torch.Tensor
 ) -> tuple[torch.Tensor, int, int]:
@@ -509,13 +588,16 @@ def triton_forward(
     lse = _new_buffer((B * H, T), torch.float32, q.device, poison)  # (B*H, T)
     mask, stride_mb, stride_mt = _mask_args(key_padding_mask, q)
     sm_scale = 1.0 / math.sqrt(D)
+    use_tma = cfg.fwd_tma and _tma_ok(k, v)
+    if use_tma:
+        _ensure_allocator()
     _launch(
         _kernel.attn_fwd_kernel,
         (B * H, triton.cdiv(T, cfg.block_m)),
         (q, k, v, mask, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
          stride_mb, stride_mt, H, T, sm_scale * math.log2(math.e)),
         dict(HAS_MASK=key_padding_mask is not None, HEAD_DIM=D, BLOCK_M=cfg.block_m,
-             BLOCK_N=cfg.block_n, **_dot_meta(q.dtype)),
+             BLOCK_N=cfg.block_n, **_dot_meta(q.dtype), USE_TMA=use_tma),
         dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages),
     )  # fmt: skip
     return o, lse
@@ -570,12 +652,15 @@ def triton_backward(
     common = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), stride_mb, stride_mt, H, T,
               sm_scale, qk_scale)  # fmt: skip
     options = dict(num_warps=cfg.bwd_warps, num_stages=cfg.bwd_stages)
+    use_tma = cfg.bwd_tma and _tma_ok(q, k, v, do)
+    if use_tma:
+        _ensure_allocator()
     _launch(
         _kernel.attn_bwd_dkdv_kernel,
         grid,
         (q, k, v, do, mask, lse, delta, dk, dv, *common),
         dict(HAS_MASK=has_mask, HEAD_DIM=D, BLOCK_M=cfg.bwd_inner, BLOCK_N=cfg.bwd_owned,
-             **dot_meta),
+             **dot_meta, USE_TMA=use_tma),
         options,
     )  # fmt: skip
     _launch(
@@ -583,7 +668,7 @@ def triton_backward(
         grid,
         (q, k, v, do, mask, lse, delta, dq, *common),
         dict(HAS_MASK=has_mask, HEAD_DIM=D, BLOCK_M=cfg.bwd_owned, BLOCK_N=cfg.bwd_inner,
-             **dot_meta),
+             **dot_meta, USE_TMA=use_tma),
         options,
     )  # fmt: skip
     return dq, dk, dv

@@ -20,6 +20,7 @@ import torch
 import kernels
 from kernels.attention import op
 from kernels.attention.ref import attention_ref
+from kernels.graphs import capture
 
 HAS_CUDA = torch.cuda.is_available()
 TRITON_OK = op._kernel is not None and (HAS_CUDA or op._INTERPRETED)
@@ -178,8 +179,8 @@ def test_triton_multi_tile_configs(name: str) -> None:
 @pytest.mark.parametrize("T", [32, 42])
 @pytest.mark.parametrize("name", list(MULTI_TILE_CONFIGS))
 def test_triton_multi_tile_configs_unpadded(name: str, T: int) -> None:
-    """Without a mask the key loops split into unchecked full blocks and a masked tail: T = 32
-    is a whole number of tiles (no tail), T = 42 has a ragged one."""
+    """Without a mask, T = 32 is a whole number of tiles (no ragged last key block) and T = 42
+    has a ragged one."""
     D = 16
     q, k, v, do = _inputs(2, 2, T, D, torch.float32, TRITON_DEVICE, seed=6)
     with op.override_config(T, D, MULTI_TILE_CONFIGS[name]):
@@ -203,6 +204,110 @@ def test_every_sweep_candidate_is_correct(T: int) -> None:
             assert_close_to_reference(q, k, v, mask, do, backend="triton")
 
 
+def _record_tma(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The USE_TMA value of every kernel launch from now on (launches without it are left out)."""
+    used: list[bool] = []
+    real = op._launch
+
+    def launch(kernel, grid, args, meta, options):
+        if "USE_TMA" in meta:
+            used.append(bool(meta["USE_TMA"]))
+        real(kernel, grid, args, meta, options)
+
+    monkeypatch.setattr(op, "_launch", launch)
+    return used
+
+
+@needs_triton
+@pytest.mark.parametrize(
+    ("T", "dtype"),
+    [(81, torch.float32), (361, torch.float32), (361, torch.bfloat16)],
+    ids=["T81-fp32", "T361-fp32", "T361-bf16"],
+)
+def test_tma_candidates_match_reference(
+    T: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's TMA candidates (tensor-descriptor loads, rows past T read as zeros) on the
+    reference with a padding mask, and the descriptors really used: forward at T = 81 (its
+    backward is fused and has none), forward and both split backward kernels at T = 361."""
+    D = 16 if dtype == torch.float32 else 32
+    q, k, v, do = _inputs(2, 2, T, D, dtype, TRITON_DEVICE, seed=T + 7)
+    mask = _padding_mask([T, T // 3], T, TRITON_DEVICE)
+    candidates = op.candidate_configs(T, D)
+    fwd_tma = next(c for c in candidates if c.fwd_tma)
+    assert not fwd_tma.bwd_tma
+    picked = [fwd_tma]
+    if T > op.FUSED_MAX_T:
+        bwd_tma = next(c for c in candidates if c.bwd_tma)
+        picked += [fwd_tma.with_backward_of(bwd_tma)]
+    used = _record_tma(monkeypatch)
+    for config in picked:
+        used.clear()
+        with op.override_config(T, D, config):
+            assert_close_to_reference(q, k, v, mask, do, backend="triton")
+        # forward, then the backward's kernels (preprocess has no loads to replace)
+        want = [True] + [config.bwd_tma] * (0 if config.uses_fused_bwd(T) else 2)
+        assert used == want, (config, used)
+
+
+@needs_triton
+def test_tma_refused_where_descriptors_cannot_address_the_tensor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TMA configuration on tensors TMA cannot read (a pointer off 16-byte alignment, a
+    non-contiguous head dim, a stride-0 upstream gradient) takes the ordinary loads, with the
+    same results."""
+    T, D = 361, 16
+    q, k, v, do = _inputs(2, 2, T, D, torch.float32, TRITON_DEVICE, seed=3)
+    assert op._tma_ok(q, k, v, do)
+    flat = torch.empty(q.numel() + 1, device=TRITON_DEVICE)[1:]  # 4 bytes off
+    misaligned = flat.view(q.shape).copy_(q.detach())
+    head_dim_strided = q.detach().transpose(2, 3).contiguous().transpose(2, 3)
+    expanded = torch.ones(1, 1, 1, 1, device=TRITON_DEVICE).expand(q.shape)
+    assert not op._tma_ok(misaligned)
+    assert not op._tma_ok(head_dim_strided)
+    assert not op._tma_ok(q, expanded)
+    padded_rows = torch.zeros(2, 2, T, D + 1, device=TRITON_DEVICE)[..., :D]  # 68-byte rows
+    assert not op._tma_ok(padded_rows)
+    config = op.LaunchConfig(64, 64, 4, fwd_tma=True, bwd_owned=64, bwd_inner=64, bwd_tma=True)
+    used = _record_tma(monkeypatch)
+    with op.override_config(T, D, config):
+        args = [misaligned.requires_grad_(True), k, v]
+        assert_close_to_reference(*args, None, do, backend="triton")
+        assert used == [True, False, False]  # k, v aligned; the backward reads q
+        used.clear()
+        out = kernels.attention(q, k, v, backend="triton")
+        out.sum().backward()  # dO = ones expanded: stride 0
+        assert used == [True, False, False]
+
+
+@needs_triton
+def test_descriptor_scratch_allocator_set_only_where_none_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Device-side descriptors need Triton's allocator: ours (torch's caching allocator) goes in
+    where none is set, in the context of the calling thread, and a user's own stays."""
+    import contextvars
+
+    from triton.runtime import _allocation
+
+    monkeypatch.setattr(op, "_INTERPRETED", False)
+
+    def check() -> None:
+        _allocation._allocator.set(_allocation._NULL_ALLOCATOR)
+        op._ensure_allocator()
+        assert _allocation._allocator.get() is op._scratch
+
+        def theirs(size, alignment, stream):
+            return torch.empty(size, dtype=torch.int8)
+
+        _allocation._allocator.set(theirs)
+        op._ensure_allocator()
+        assert _allocation._allocator.get() is theirs
+
+    contextvars.copy_context().run(check)  # the test's own context is left as it was
+
+
 def test_measured_table_applies_to_16_bit_inputs_only() -> None:
     """bf16/fp16 at D = 32, 64 take the swept winners; fp32 and other head dims the heuristic."""
     assert op.pick_config(9, 64) == op.LaunchConfig(16, 16, 2, 2, fused_bwd=True, fused_warps=2)
@@ -217,6 +322,17 @@ def test_measured_table_applies_to_16_bit_inputs_only() -> None:
     assert op.pick_config(81, 128) == op.pick_config(81, 128, itemsize=4)  # D = 128: heuristic
 
 
+def test_measured_table_rows_may_pick_tma(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trailing True in a table row's forward or split-backward settings turns on TMA loads."""
+    monkeypatch.setattr(op, "_TABLE_CACHE", {})
+    monkeypatch.setitem(
+        op._MEASURED_LONG, 64, ((128, 64, 4, 4, True), ("split", 128, 32, 4, 3, True))
+    )
+    config = op.pick_config(361, 64)
+    assert config.fwd_tma and config.bwd_tma and config.num_stages == 4
+    assert not op.pick_config(361, 32).fwd_tma and not op.pick_config(361, 32).bwd_tma
+
+
 @needs_triton
 @pytest.mark.parametrize("T", [9, 42, 81, 361])
 def test_measured_table_configs_are_correct(T: int) -> None:
@@ -229,9 +345,9 @@ def test_measured_table_configs_are_correct(T: int) -> None:
 def test_with_backward_of_takes_every_backward_field() -> None:
     fwd = op.LaunchConfig(128, 64, 4, 3)
     bwd = op.LaunchConfig(16, 16, 1, 1, fused_bwd=True, fused_warps=2, bwd_owned=32,
-                          bwd_inner=16, bwd_warps=2, bwd_stages=3)  # fmt: skip
+                          bwd_inner=16, bwd_warps=2, bwd_stages=3, bwd_tma=True)  # fmt: skip
     both = fwd.with_backward_of(bwd)
-    forward = ("block_m", "block_n", "num_warps", "num_stages")
+    forward = ("block_m", "block_n", "num_warps", "num_stages", "fwd_tma")
     assert {f.name for f in dataclasses.fields(op.LaunchConfig)} == {*forward, *op._BACKWARD_FIELDS}
     assert all(getattr(both, name) == getattr(fwd, name) for name in forward)
     assert all(getattr(both, name) == getattr(bwd, name) for name in op._BACKWARD_FIELDS)
@@ -585,3 +701,100 @@ def test_gpu_torch_compile_runs_our_kernel() -> None:
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
     with torch.no_grad():
         torch.testing.assert_close(compiled(q, k, v), eager_out[0], rtol=1e-2, atol=1e-2)
+
+
+# TMA configurations on the GPU: the launch table picks one only where the sweep measured it
+# faster, so these check every head dim and dtype directly.
+def _tma_configs(T: int, D: int, dtype: torch.dtype) -> list[op.LaunchConfig]:
+    small = op.LaunchConfig(64, 64, 4, 2, fwd_tma=True, bwd_owned=64, bwd_inner=32, bwd_tma=True)
+    if D > 64 or dtype == torch.float32:
+        return [small]
+    big = op.LaunchConfig(128, 64, 4, 3, fwd_tma=True, bwd_owned=128, bwd_inner=32, bwd_tma=True)
+    return [small, big]
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", GPU_DTYPES, ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("D", [16, 64, 128])  # 16: TMA's shortest rows (32 bytes at 16 bits)
+@pytest.mark.parametrize("T", [81, 361])  # forward only (81: fused backward), every kernel (361)
+def test_gpu_tma_configs_match_reference(
+    T: int, D: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q, k, v, do = _inputs(4, 4, T, D, dtype, "cuda", seed=T + D + 1)
+    mask = _padding_mask([T, 1, max(1, T // 3), 0], T, "cuda")
+    has_tma = torch.cuda.get_device_capability()[0] >= 9
+    used = _record_tma(monkeypatch)
+    for config in _tma_configs(T, D, dtype):
+        with op.override_config(T, D, config):
+            for m in (None, mask):
+                used.clear()
+                assert_close_to_reference(q, k, v, m, do, backend="triton")
+                split = not config.uses_fused_bwd(T)
+                assert used == [has_tma] + [has_tma] * (2 if split else 0), (config, used)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("tma", [False, True], ids=["loads", "tma"])
+@pytest.mark.parametrize("T", [9, 81, 361])  # fused backward (9, 81), three-kernel one (361)
+def test_gpu_cuda_graph_replays_match_eager(T: int, tma: bool) -> None:
+    """Forward+backward captured in a CUDA graph (what scripts/bench_attention.py --cuda-graphs
+    times, and what a captured training step runs): replays on new input values give bitwise
+    the eager results on those values."""
+    D = 64
+    q, k, v, do = _inputs(8, 4, T, D, torch.bfloat16, "cuda", seed=13)
+    mask = _padding_mask([T, 1, T // 2, 0, T, 5 % T, T - 1, T], T, "cuda")
+    config = op.pick_config(T, D)
+    if tma:
+        config = replace_tma(config)
+    results: list[torch.Tensor] = []
+
+    def step() -> None:
+        results[:] = _forward_backward(
+            lambda *a: kernels.attention(*a, backend="triton"), q, k, v, mask, do
+        )
+
+    with op.override_config(T, D, config):
+        graph = capture(step)
+        static = list(results)
+        for seed in (14, 15):
+            fresh = _inputs(8, 4, T, D, torch.bfloat16, "cuda", seed=seed)
+            with torch.no_grad():
+                for dst, src in zip((q, k, v, do), fresh, strict=True):
+                    dst.copy_(src)
+            graph.replay()
+            eager = _forward_backward(
+                lambda *a: kernels.attention(*a, backend="triton"), q, k, v, mask, do
+            )
+            for got, want in zip(static, eager, strict=True):
+                assert torch.equal(got, want)
+
+
+def replace_tma(config: op.LaunchConfig) -> op.LaunchConfig:
+    """config with TMA loads in the forward and the split backward."""
+    return dataclasses.replace(config, fwd_tma=True, bwd_tma=True)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_torch_compile_reduce_overhead_runs_our_kernel() -> None:
+    """torch.compile's CUDA-graph mode ("reduce-overhead") over a function calling our kernel:
+    forward and backward agree with eager over several calls (record, then replays)."""
+    T, D = 42, 64
+
+    def f(q, k, v, mask=None):
+        return kernels.attention(q, k, v, mask, backend="triton") * 2
+
+    compiled = torch.compile(f, mode="reduce-overhead")
+    for seed in (16, 17, 18, 19):
+        q, k, v, do = _inputs(16, 4, T, D, torch.bfloat16, "cuda", seed=seed)
+        got = [t.clone() for t in _forward_backward(compiled, q, k, v, None, do)]
+        want = _forward_backward(f, q, k, v, None, do)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+
+
+def test_capture_refuses_a_capture_without_warm_up() -> None:
+    with pytest.raises(ValueError, match="warmup must be at least 1 .*, got 0"):
+        capture(lambda: None, warmup=0)

@@ -88,6 +88,43 @@ def test_long_sequences_get_more_candidates() -> None:
     assert not any(c.block_n == 128 for c in short)
     assert any((c.bwd_owned, c.bwd_inner, c.bwd_stages) == (128, 32, 5) for c in long)
     assert len(set(long)) == len(long) and long[0] == op.pick_config(361, 64)
+    # TMA loads: forward candidates once the key loop has several steps, backward ones past
+    # the fused backward (whose one tile needs no streamed loads)
+    assert any(c.fwd_tma for c in short) and not any(c.bwd_tma for c in short)
+    assert any(c.fwd_tma for c in long) and any(c.bwd_tma for c in long)
+    assert not any(c.fwd_tma or c.bwd_tma for c in op.candidate_configs(42, 64))
+
+
+def test_sweep_drops_tma_candidates_without_a_tma_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sweep-tma: the table's configuration and the TMA candidates. Where descriptors cannot be
+    used (no TMA unit) those would time the ordinary loads again under another name: the sweep
+    leaves them out."""
+    bench = _load_script()
+    with_tma = bench.ShapeSweep(361, 16, 2, 2, "cpu", torch.float32)
+    assert any(c.fwd_tma for c in with_tma.candidates)
+    tma_only = bench.ShapeSweep(361, 16, 2, 2, "cpu", torch.float32, tma_only=True)
+    assert tma_only.candidates[0] == op.pick_config(361, 16)  # the table's, as the baseline
+    assert tma_only.candidates[1:] == [c for c in with_tma.candidates if c.fwd_tma or c.bwd_tma]
+    monkeypatch.setattr(op, "_tma_ok", lambda *tensors: False)
+    without = bench.ShapeSweep(361, 16, 2, 2, "cpu", torch.float32)
+    assert without.candidates == [c for c in with_tma.candidates if not (c.fwd_tma or c.bwd_tma)]
+
+
+def test_batch_filter_and_timing_label(capsys: pytest.CaptureFixture[str]) -> None:
+    """--b narrows the grid's batch sizes; every record says how it was timed; --cuda-graphs
+    needs a GPU and is refused with --dry-run."""
+    bench = _load_script()
+    assert bench.main(["--dry-run", "--b", "2", "--t", "9"]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [(r["B"], r["T"]) for r in records] == [(1, 9), (2, 9)]
+    assert all(r["timing"] == "eager" for r in records) and "eager calls" in out
+    with pytest.raises(SystemExit):
+        bench.main(["--dry-run", "--b", "4"])
+    assert "--b [4] not in the dry-run grid's B [2]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--dry-run", "--cuda-graphs"])
+    assert "--cuda-graphs needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_a_wrong_kernel_reports_no_speed_up(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -191,3 +191,43 @@ def test_games_against_an_evicted_snapshot_start_over(local_ray) -> None:
             assert {episode.module_for(agent) for agent in AGENTS} <= present
     finally:
         algo.stop()
+
+
+class StepCounter(rb.RLlibCallback):
+    """Records every on_episode_step and on_episode_end call: (which, episode id, env steps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str, int]] = []
+
+    def on_episode_step(self, *, episode, **kwargs) -> None:
+        self.calls.append(("step", episode.id_, episode.env_steps()))
+
+    def on_episode_end(self, *, episode, **kwargs) -> None:
+        self.calls.append(("end", episode.id_, episode.env_steps()))
+
+
+def test_on_episode_step_is_made_when_a_callback_asks_for_it(local_ray) -> None:
+    """No on_episode_step by default (ours do not use it); a callback that overrides it gets
+    one call per game per move, after the move is recorded and before on_episode_end."""
+    network = rb.network_config_for_game("tictactoe", "mlp", hidden=(8,))
+    algo = rb.build_ppo("tictactoe", network, settings("batched"))
+    try:
+        runner = algo.env_runner
+        assert isinstance(runner, rs.BatchedSelfPlayEnvRunner) and not runner.step_callbacks
+        counter = StepCounter()
+        runner._callbacks.append(counter)
+        assert runner.step_callbacks
+        episodes = runner.sample(num_timesteps=100, force_reset=True)
+        moves = sum(e.env_steps() for e in episodes) + sum(g.env_steps() for g in runner._games)
+        steps = [c for c in counter.calls if c[0] == "step"]
+        assert len(steps) == moves
+        for episode in episodes:
+            mine = [c for c in counter.calls if c[1] == episode.id_]
+            n = episode.env_steps()
+            # one call per move, each seeing the move already recorded, then the end
+            assert mine == [("step", episode.id_, t) for t in range(1, n + 1)] + [
+                ("end", episode.id_, n)
+            ]
+    finally:
+        algo.stop()
