@@ -32,6 +32,12 @@ def capture(fn: Callable[[], object], warmup: int = 3) -> torch.cuda.CUDAGraph:
             fn()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
+    caller_stream = torch.cuda.current_stream()
+    try:
+        with torch.cuda.graph(graph):
+            fn()
+    except BaseException:
+        # a capture that fails at its end leaves the capture stream current: put ours back
+        torch.cuda.set_stream(caller_stream)
+        raise
     return graph

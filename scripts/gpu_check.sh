@@ -25,7 +25,7 @@
 #              only those and the table's configuration)
 # The timed parts (net, overhead, attention, graphs) run alone, after the others have finished.
 #
-# Every output is also written under $OUT when it is set (at most 8 files, flat). Exit status:
+# Every output is also written under $OUT when it is set (at most 9 files, flat). Exit status:
 # that of the tests when they ran, else 0 (every part runs even when an earlier one fails).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -21,9 +21,12 @@ replaces only the sampling loop:
 
 Anything else (no game core of ours, random actions, sampling without exploration, a number
 of episodes) goes through RLlib's own loop. Callbacks: ``on_episode_start``, ``on_episode_step``
-and ``on_episode_end`` are made as RLlib makes them; ``on_episode_step`` only when a callback
-class overrides it or ``config.callbacks(on_episode_step=...)`` set a function (nothing of
-ours does: a dispatch per game per move would cost more than the move).
+(after each move is recorded) and ``on_episode_end`` get RLlib's arguments, the episode first;
+``on_episode_step`` only when a callback class overrides it or
+``config.callbacks(on_episode_step=...)`` set a function (nothing of ours does: a dispatch per
+game per move would cost more than the move). Their ``env`` is RLlib's env object, which this
+loop does not step: read the game from the episode, not from ``env``. A game started over
+(below) gets no ``on_episode_end``.
 """
 
 from __future__ import annotations

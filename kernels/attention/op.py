@@ -506,10 +506,15 @@ def _tma_ok(*tensors: torch.Tensor) -> bool:
     with a TMA unit (compute capability 9.0 or later; any tensor under Triton's interpreter),
     16-byte aligned data, batch, head and token strides in whole 16 bytes (every (batch, head)
     base and row start aligned), and a contiguous head dim. Anything else (a view off
-    alignment, a stride-0 upstream gradient, an older GPU) takes the ordinary loads."""
+    alignment, a stride-0 upstream gradient, an older or non-NVIDIA GPU, code being compiled
+    by ``torch.compile``) takes the ordinary loads."""
+    if torch.compiler.is_compiling():
+        # compiled code: fake tensors have no data pointer, and Inductor launches the kernels
+        # itself (without our scratch allocator), so compiled graphs keep the ordinary loads
+        return False
     first = tensors[0]
     if not _INTERPRETED:
-        if not first.is_cuda:
+        if not first.is_cuda or torch.version.hip is not None:  # TMA: NVIDIA's unit
             return False
         index = first.device.index
         capability = _CAPABILITY.get(index)

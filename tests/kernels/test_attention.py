@@ -255,8 +255,8 @@ def test_tma_refused_where_descriptors_cannot_address_the_tensor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A TMA configuration on tensors TMA cannot read (a pointer off 16-byte alignment, a
-    non-contiguous head dim, a stride-0 upstream gradient) takes the ordinary loads, with the
-    same results."""
+    non-contiguous head dim, a stride-0 upstream gradient), or inside torch.compile, takes the
+    ordinary loads, with the same results."""
     T, D = 361, 16
     q, k, v, do = _inputs(2, 2, T, D, torch.float32, TRITON_DEVICE, seed=3)
     assert op._tma_ok(q, k, v, do)
@@ -269,8 +269,12 @@ def test_tma_refused_where_descriptors_cannot_address_the_tensor(
     assert not op._tma_ok(q, expanded)
     padded_rows = torch.zeros(2, 2, T, D + 1, device=TRITON_DEVICE)[..., :D]  # 68-byte rows
     assert not op._tma_ok(padded_rows)
-    config = op.LaunchConfig(64, 64, 4, fwd_tma=True, bwd_owned=64, bwd_inner=64, bwd_tma=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.compiler, "is_compiling", lambda: True)
+        assert not op._tma_ok(q, k, v, do)  # compiled code: fake tensors, Inductor's launches
+    assert op._tma_ok(q, k, v, do)
     used = _record_tma(monkeypatch)
+    config = op.LaunchConfig(64, 64, 4, fwd_tma=True, bwd_owned=64, bwd_inner=64, bwd_tma=True)
     with op.override_config(T, D, config):
         args = [misaligned.requires_grad_(True), k, v]
         assert_close_to_reference(*args, None, do, backend="triton")
@@ -294,7 +298,7 @@ def test_descriptor_scratch_allocator_set_only_where_none_is(
     monkeypatch.setattr(op, "_INTERPRETED", False)
 
     def check() -> None:
-        _allocation._allocator.set(_allocation._NULL_ALLOCATOR)
+        _allocation._allocator.set(_allocation.NullAllocator())
         op._ensure_allocator()
         assert _allocation._allocator.get() is op._scratch
 
@@ -717,7 +721,7 @@ def _tma_configs(T: int, D: int, dtype: torch.dtype) -> list[op.LaunchConfig]:
 @needs_cuda
 @pytest.mark.parametrize("dtype", GPU_DTYPES, ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("D", [16, 64, 128])  # 16: TMA's shortest rows (32 bytes at 16 bits)
-@pytest.mark.parametrize("T", [81, 361])  # forward only (81: fused backward), every kernel (361)
+@pytest.mark.parametrize("T", [81, 361])  # 2 and 3 forward query tiles; split backward both
 def test_gpu_tma_configs_match_reference(
     T: int, D: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -738,11 +742,15 @@ def test_gpu_tma_configs_match_reference(
 @needs_cuda
 @pytest.mark.parametrize("tma", [False, True], ids=["loads", "tma"])
 @pytest.mark.parametrize("T", [9, 81, 361])  # fused backward (9, 81), three-kernel one (361)
-def test_gpu_cuda_graph_replays_match_eager(T: int, tma: bool) -> None:
+def test_gpu_cuda_graph_replays_match_eager(
+    T: int, tma: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Forward+backward captured in a CUDA graph (what scripts/bench_attention.py --cuda-graphs
     times, and what a captured training step runs): replays on new input values give bitwise
-    the eager results on those values."""
+    the eager results on those values. The TMA cases really capture descriptor loads on a GPU
+    that has the unit."""
     D = 64
+    used = _record_tma(monkeypatch)
     q, k, v, do = _inputs(8, 4, T, D, torch.bfloat16, "cuda", seed=13)
     mask = _padding_mask([T, 1, T // 2, 0, T, 5 % T, T - 1, T], T, "cuda")
     config = op.pick_config(T, D)
@@ -756,8 +764,11 @@ def test_gpu_cuda_graph_replays_match_eager(T: int, tma: bool) -> None:
         )
 
     with op.override_config(T, D, config):
-        graph = capture(step)
+        graph = capture(step)  # the warm-up calls and the captured one go through _launch
         static = list(results)
+        has_tma = torch.cuda.get_device_capability()[0] >= 9 and torch.version.hip is None
+        # every launch with the choice: forward, and the split backward's dK/dV and dQ (T = 361)
+        assert used and all(u == (tma and has_tma) for u in used), used
         for seed in (14, 15):
             fresh = _inputs(8, 4, T, D, torch.bfloat16, "cuda", seed=seed)
             with torch.no_grad():
@@ -778,21 +789,30 @@ def replace_tma(config: op.LaunchConfig) -> op.LaunchConfig:
 
 @pytest.mark.gpu
 @needs_cuda
-def test_gpu_torch_compile_reduce_overhead_runs_our_kernel() -> None:
-    """torch.compile's CUDA-graph mode ("reduce-overhead") over a function calling our kernel:
-    forward and backward agree with eager over several calls (record, then replays)."""
-    T, D = 42, 64
+@pytest.mark.parametrize("T", [42, 361])  # fused backward (42), three-kernel one (361)
+def test_gpu_torch_compile_reduce_overhead_runs_our_kernel(T: int) -> None:
+    """torch.compile's CUDA-graph mode ("reduce-overhead") over a function calling our kernel,
+    with a TMA launch configuration in force (compiled code keeps the ordinary loads: no graph
+    break for it): forward and backward agree with eager over several calls (record, then
+    replays), and Inductor skipped no CUDA graph."""
+    from torch._dynamo.utils import counters
+
+    D = 64
 
     def f(q, k, v, mask=None):
         return kernels.attention(q, k, v, mask, backend="triton") * 2
 
+    torch._dynamo.reset()
+    counters.clear()
     compiled = torch.compile(f, mode="reduce-overhead")
-    for seed in (16, 17, 18, 19):
-        q, k, v, do = _inputs(16, 4, T, D, torch.bfloat16, "cuda", seed=seed)
-        got = [t.clone() for t in _forward_backward(compiled, q, k, v, None, do)]
-        want = _forward_backward(f, q, k, v, None, do)
-        for a, b in zip(got, want, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+    with op.override_config(T, D, replace_tma(op.pick_config(T, D))):  # eager f: TMA loads
+        for seed in (16, 17, 18, 19):
+            q, k, v, do = _inputs(16, 4, T, D, torch.bfloat16, "cuda", seed=seed)
+            got = [t.clone() for t in _forward_backward(compiled, q, k, v, None, do)]
+            want = _forward_backward(f, q, k, v, None, do)
+            for a, b in zip(got, want, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+    assert counters["inductor"]["cudagraph_skips"] == 0, dict(counters["inductor"])
 
 
 def test_capture_refuses_a_capture_without_warm_up() -> None:
