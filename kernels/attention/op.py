@@ -342,16 +342,6 @@ def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
         if bm > 2 * max(16, _next_pow2(T)):
             continue  # a forward tile more than twice the sequence is mostly padding
         out.append(replace(base, block_m=bm, block_n=bn, num_warps=w, num_stages=st))
-    # TMA loads where the key loop has several steps (they replace its address arithmetic and
-    # bounds masks); used only where the GPU has a TMA unit, so timed only there.
-    if T > 64:
-        tma_forward = [(64, 32, 4, 3), (64, 64, 4, 3)]
-        if T > FUSED_MAX_T:
-            tma_forward += [(128, 64, 4, 3), (128, 64, 4, 4), (128, 128, 8, 2), (128, 128, 8, 3),
-                            (128, 32, 4, 4)]  # fmt: skip
-        for bm, bn, w, st in tma_forward:
-            out.append(replace(base, block_m=bm, block_n=bn, num_warps=w, num_stages=st,
-                               fwd_tma=True))  # fmt: skip
     if T <= FUSED_MAX_T and fb * D <= 128 * 64:
         for w in (1, 2, 4, 8):
             # at most 64 elements of a (tile, D) operand per thread, at most a warp per 8 rows
@@ -370,11 +360,26 @@ def candidate_configs(T: int, D: int) -> list[LaunchConfig]:
                 base, fused_bwd=False, bwd_owned=owned, bwd_inner=inner, bwd_warps=w, bwd_stages=st
             )
         )
+    # TMA loads where a loop has several steps (they replace its address arithmetic and bounds
+    # masks): the forward past T = 64, the split backward past the fused one's reach. Timed
+    # only where the GPU has a TMA unit. Last in the list, shallowest pipelines first: a Triton
+    # bug report (triton-lang/triton #10474) had descriptor loads in loops of >= 3 stages fault
+    # with a misaligned address, which ends the process's CUDA context, so what can fault the
+    # sweep comes after everything it can measure.
+    tma: list[LaunchConfig] = []
+    if T > 64:
+        tma_forward = [(64, 32, 4, 3), (64, 64, 4, 3)]
+        if T > FUSED_MAX_T:
+            tma_forward += [(128, 128, 8, 2), (128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 4, 4),
+                            (128, 32, 4, 4)]  # fmt: skip
+        tma += [replace(base, block_m=bm, block_n=bn, num_warps=w, num_stages=st, fwd_tma=True)
+                for bm, bn, w, st in tma_forward]  # fmt: skip
     if T > FUSED_MAX_T:
-        for owned, inner, w, st in [(128, 32, 4, 3), (128, 16, 4, 4), (128, 32, 4, 4),
-                                    (128, 64, 8, 2), (64, 64, 4, 3)]:  # fmt: skip
-            out.append(replace(base, fused_bwd=False, bwd_owned=owned, bwd_inner=inner,
-                               bwd_warps=w, bwd_stages=st, bwd_tma=True))  # fmt: skip
+        tma += [replace(base, fused_bwd=False, bwd_owned=owned, bwd_inner=inner, bwd_warps=w,
+                        bwd_stages=st, bwd_tma=True)
+                for owned, inner, w, st in [(128, 64, 8, 2), (128, 32, 4, 3), (64, 64, 4, 3),
+                                            (128, 16, 4, 4), (128, 32, 4, 4)]]  # fmt: skip
+    out += sorted(tma, key=lambda c: c.num_stages if c.fwd_tma else c.bwd_stages)
     unique: list[LaunchConfig] = []
     for cfg in out:
         if cfg not in unique:
