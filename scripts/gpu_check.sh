@@ -102,9 +102,9 @@ if want tests; then
     # Only the test files that use the marker: the others import ray, gymnasium and the rest,
     # which a lent machine's system Python may lack (their import errors failed the part).
     mapfile -t gpu_files < <(grep -rl --include='test_*.py' -e 'mark\.gpu' tests | sort)
-    select=()
-    [ -n "${GPU_TESTS_K:-}" ] && select=(-k "$GPU_TESTS_K")
-    "$PY" -m pytest -m gpu -q "${xdist[@]}" "${select[@]}" "${gpu_files[@]}" 2>&1 | out gpu_tests.txt
+    k_filter=()
+    [ -n "${GPU_TESTS_K:-}" ] && k_filter=(-k "$GPU_TESTS_K")
+    "$PY" -m pytest -m gpu -q "${xdist[@]}" "${k_filter[@]}" "${gpu_files[@]}" 2>&1 | out gpu_tests.txt
     tests_rc=${PIPESTATUS[0]}
 fi
 

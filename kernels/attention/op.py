@@ -530,9 +530,7 @@ def _tma_ok(*tensors: torch.Tensor) -> bool:
     for t in tensors:
         size = t.element_size()
         sb, sh, st, sd = t.stride()
-        if sd != 1 or st <= 0 or t.data_ptr() % 16 or (sb * size) % 16 or (sh * size) % 16:
-            return False
-        if (st * size) % 16:
+        if sd != 1 or st <= 0 or t.data_ptr() % 16 or any((x * size) % 16 for x in (sb, sh, st)):
             return False
     return True
 
