@@ -189,6 +189,21 @@ def test_triton_multi_tile_configs_unpadded(name: str, T: int) -> None:
 
 @needs_triton
 @pytest.mark.slow
+def test_every_tma_sweep_candidate_is_correct() -> None:
+    """Every TMA candidate of the long-sequence sweep (the lease's T = 361 sweep times them) on
+    the reference with padding: tiles of 32-128 keys and 16-64 inner rows over a ragged end."""
+    T, D = 361, 16
+    q, k, v, do = _inputs(2, 2, T, D, torch.float32, TRITON_DEVICE, seed=T)
+    mask = _padding_mask([T, 100], T, TRITON_DEVICE)
+    candidates = [c for c in op.candidate_configs(T, D) if c.fwd_tma or c.bwd_tma]
+    assert len(candidates) == 12
+    for config in candidates:
+        with op.override_config(T, D, config):
+            assert_close_to_reference(q, k, v, mask, do, backend="triton")
+
+
+@needs_triton
+@pytest.mark.slow
 @pytest.mark.parametrize("T", [9, 42])
 def test_every_sweep_candidate_is_correct(T: int) -> None:
     """Every configuration the benchmark's --sweep may pick computes the same attention."""
