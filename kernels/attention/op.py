@@ -249,7 +249,7 @@ def fused_block(T: int) -> int:
 # (longest T, forward (block_m, block_n, warps, stages[, tma]), backward: ("fused", warps) or
 # ("split", owned, inner, warps, stages[, tma])); tma: True for TMA loads (LaunchConfig.fwd_tma,
 # bwd_tma).
-_MEASURED: list[tuple[int, tuple[int, int, int, int], tuple]] = [
+_MEASURED: list[tuple[int, tuple[int, ...], tuple]] = [
     (16, (16, 16, 2, 2), ("fused", 2)),
     (32, (0, 0, 0, 0), ()),  # not measured: the heuristic
     (64, (64, 64, 4, 2), ("fused", 4)),
@@ -262,7 +262,7 @@ _MEASURED_HEAD_DIMS = (32, 64)
 # forward at D = 64 gained 2.5 % from a fourth stage, the backward at D = 32 3.6 % from 16-row
 # inner steps; every other setting of the H200's T = 361 winner, forward (128, 64, 4, 3) and
 # backward ("split", 128, 32, 4, 3), stayed the fastest.
-_MEASURED_LONG: dict[int, tuple[tuple[int, int, int, int], tuple]] = {
+_MEASURED_LONG: dict[int, tuple[tuple[int, ...], tuple]] = {
     64: ((128, 64, 4, 4), ("split", 128, 32, 4, 3)),
     32: ((128, 64, 4, 3), ("split", 128, 16, 4, 4)),
 }

@@ -54,4 +54,4 @@ def test_refuses_the_interpreter() -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode == 2 and "unset TRITON_INTERPRET" in result.stderr
+    assert result.returncode != 0 and "unset TRITON_INTERPRET" in result.stderr
