@@ -21,6 +21,7 @@ from pathlib import Path
 import ray
 
 from selfplay import rllib_bridge as rb
+from selfplay.alphazero import network_config
 from selfplay.config import config_from_dict
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = rb.ppo_settings(cfg)
     opponents = tuple(s.strip() for s in args.opponents.split(",") if s.strip())
     opponents = opponents or settings.eval_opponents
-    game, network, _ = rb._from_cfg(cfg)
+    game, network = cfg.game, network_config(cfg)
     if not ray.is_initialized():
         ray.init(
             num_cpus=max(1, settings.num_env_runners), include_dashboard=False, log_to_driver=False
