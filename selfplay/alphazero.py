@@ -5,8 +5,9 @@ Roles (see ../shared/ARCHITECTURE.md):
 - ``SelfPlayWorker`` (Ray actor, one CPU): G games in flight as one batched core, one batched
   search per move (one network call per simulation for all G games), finished games turned into
   training positions with the final result as the value target.
-- the learner (this process; the GPU when there is one): samples the replay buffer (with board
-  symmetries), trains the network, publishes weights with ``ray.put`` every few steps.
+- the learner with the replay buffer (``LearnerService``; in this process, or a Ray actor given
+  a GPU of the cluster: ``learner_placement``): samples the buffer (with board symmetries),
+  trains the network; its weights go to Ray's object store every few steps for the workers.
 - ``EvalWorker`` (Ray actor): plays the latest weights against the baseline players and earlier
   snapshots; the results accumulate into one table fitted to Elo (random = 0).
 
@@ -38,7 +39,14 @@ from agents.networks import (
     network_config_for_game,
 )
 from agents.search import BatchedMCTS, SearchConfig, SearchPlayer
-from selfplay.config import TrainConfig, check_resume, parse_league_mix, to_dict
+from selfplay.config import (
+    TrainConfig,
+    actor_device,
+    check_resume,
+    learner_placement,
+    parse_league_mix,
+    to_dict,
+)
 from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
 from selfplay.ratings import MatchResults, fit_elo
 from selfplay.replay import ReplayBuffer, planes_to_tokens
@@ -361,6 +369,141 @@ class Learner:
         }
 
 
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested dicts and lists) copied to the CPU: what a
+    checkpoint holds, and what crosses to a process that may have no GPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+class LearnerService:
+    """The learner with its replay buffer, in one process (a plain class: the driver builds
+    one, or Ray wraps it as an actor when the learner runs elsewhere, `learner_placement`).
+
+    ``state``: what ``state()`` returned (a checkpoint's weights, optimizer and replay window,
+    or a whole buffer moving from the driver to an actor).
+    """
+
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        device: str,
+        *,
+        threads: int = 0,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        from selfplay.config import config_from_dict
+
+        self.cfg = config_from_dict(cfg)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.learner = Learner(self.cfg, pick_device(device))
+        game = envs.make(self.cfg.game, 1)
+        self.replay = ReplayBuffer(
+            self.cfg.replay_size,
+            (2, game.rows, game.cols),
+            game.num_actions,
+            game.symmetries() if self.cfg.augment else None,
+        )
+        self.rng = np.random.default_rng([self.cfg.seed, 1])  # replay sampling
+        if state is not None:
+            self.load(state)
+
+    def where(self) -> dict[str, Any]:
+        """The learner's device (and GPU name) and its process."""
+        device = self.learner.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        return {"device": str(device), "name": name, "pid": os.getpid()}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.learner.net.load_state_dict(state["model"])
+        if state.get("optimizer"):
+            self.learner.optimizer.load_state_dict(state["optimizer"])
+        if state.get("replay"):
+            self.replay.load(state["replay"])
+
+    def state(self, replay_count: int) -> dict[str, Any]:
+        """Weights and optimizer state (on the CPU) and the newest ``replay_count`` positions."""
+        return {
+            "model": self.weights(),
+            "optimizer": _to_cpu(self.learner.optimizer.state_dict()),
+            "replay": self.replay.recent(replay_count),
+        }
+
+    def add(
+        self, planes: np.ndarray, legal: np.ndarray, policy: np.ndarray, value: np.ndarray
+    ) -> int:
+        """Positions into the replay buffer; returns its size."""
+        self.replay.add(planes, legal, policy, value)
+        return len(self.replay)
+
+    def size(self) -> int:
+        return len(self.replay)
+
+    def train(self) -> dict[str, float]:
+        """One learner step on a replay sample (with board symmetries when ``augment``)."""
+        batch = self.replay.sample(self.cfg.batch_size, self.rng, augment=self.cfg.augment)
+        return self.learner.step(batch)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.learner.weights()
+
+
+class LearnerHandle:
+    """The run's learner wherever it runs: each call goes to a `LearnerService` in this process,
+    or to its Ray actor and waits for the answer (one learner step at a time either way, so
+    the run trains the same in both places)."""
+
+    def __init__(self, service: LearnerService | None = None, actor: Any = None) -> None:
+        if (service is None) == (actor is None):
+            raise ValueError("a learner handle needs a service or an actor, not both")
+        self.service = service
+        self.actor = actor
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self.actor is None:
+            return getattr(self.service, method)(*args)
+        import ray
+
+        return ray.get(getattr(self.actor, method).remote(*args))
+
+    def add(
+        self, planes: np.ndarray, legal: np.ndarray, policy: np.ndarray, value: np.ndarray
+    ) -> int:
+        return self._call("add", planes, legal, policy, value)
+
+    def size(self) -> int:
+        return self._call("size")
+
+    def train(self) -> dict[str, float]:
+        return self._call("train")
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self._call("weights")
+
+    def weights_ref(self) -> Any:
+        """The weights in Ray's object store, for the workers (an actor's go there directly)."""
+        import ray
+
+        if self.actor is not None:
+            return self.actor.weights.remote()
+        return ray.put(self.service.weights())
+
+    def state(self, replay_count: int) -> dict[str, Any]:
+        return self._call("state", replay_count)
+
+    def where(self) -> dict[str, Any]:
+        return self._call("where")
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self._call("load", state)
+
+
 # ------------------------------------------------------------------------------------------
 # the run
 
@@ -388,20 +531,23 @@ class AlphaZeroRun:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.checkpoint_in = checkpoint
-        self.device = pick_device(cfg.device)
         self.rng = np.random.default_rng(cfg.seed)
         cpus = os.cpu_count() or 1
-        threads = cfg.learner_threads or max(1, cpus - cfg.workers)
-        torch.set_num_threads(threads)
+        self.learner_threads = cfg.learner_threads or max(1, cpus - cfg.workers)
+        torch.set_num_threads(self.learner_threads)
         torch.manual_seed(cfg.seed)
-        self.learner = Learner(cfg, self.device)
-        game = envs.make(cfg.game, 1)
-        self.replay = ReplayBuffer(
-            cfg.replay_size,
-            (2, game.rows, game.cols),
-            game.num_actions,
-            game.symmetries() if cfg.augment else None,
+        # Where the learner runs (None: decided by the cluster's GPUs once Ray is up). It starts
+        # here either way, on its device when it stays here, else on the CPU until start()
+        # hands its state to an actor; a device torch cannot reach here is refused now.
+        self.placement = learner_placement(
+            cfg.learner,
+            cfg.device,
+            ray_address=cfg.ray_address,
+            local_gpus=torch.cuda.device_count(),
+            cluster_gpus=None,
         )
+        device = pick_device(cfg.device) if self.placement == "driver" else torch.device("cpu")
+        self.learner = LearnerHandle(LearnerService(to_dict(cfg), str(device)))
         self.counters: dict[str, float] = {
             "step": 0, "version": 0, "positions": 0, "games": 0, "seconds": 0.0,
             "evaluations": 0, "restarts": 0, "first_wins": 0, "draws": 0, "samples": 0,
@@ -426,8 +572,7 @@ class AlphaZeroRun:
     def _restore(self, ckpt: Any) -> None:
         prefixes = (LEAGUE_PREFIX, OLD_SNAPSHOT_PREFIX)
         model = {k: v for k, v in ckpt.model.items() if not k.startswith(prefixes)}
-        self.learner.net.load_state_dict(model)
-        self.learner.optimizer.load_state_dict(ckpt.optimizer)
+        self.learner.load({"model": model, "optimizer": ckpt.optimizer, "replay": ckpt.replay})
         if ckpt.league:
             tensors = {k: v for k, v in ckpt.model.items() if k.startswith(LEAGUE_PREFIX)}
             self.league = League.from_state_dict(ckpt.league, tensors)
@@ -438,23 +583,22 @@ class AlphaZeroRun:
         if "results" in ratings:
             self.results = MatchResults.from_dict(ratings["results"])
         self.elo_history = list(ratings.get("history", []))
-        if ckpt.replay:
-            self.replay.load(ckpt.replay)
         self.wandb_id = (ckpt.extra or {}).get("wandb_run_id")
 
     def save(self) -> Path:
         from selfplay.checkpoint import checkpoint_path, save_checkpoint
 
         league_meta, league_tensors = self.league.state_dict()
+        learner = self.learner.state(min(REPLAY_WINDOW, self.cfg.replay_size))
         return save_checkpoint(
             checkpoint_path(self.run_dir),
-            model={**self.learner.net.state_dict(), **league_tensors},
-            optimizer=self.learner.optimizer.state_dict(),
+            model={**learner["model"], **league_tensors},
+            optimizer=learner["optimizer"],
             counters=dict(self.counters),
             config=to_dict(self.cfg),
             ratings={"results": self.results.to_dict(), "history": self.elo_history},
             league=league_meta,
-            replay=self.replay.recent(min(REPLAY_WINDOW, self.cfg.replay_size)),
+            replay=learner["replay"],
             extra={"wandb_run_id": self.wandb_id},
         )
 
@@ -474,12 +618,19 @@ class AlphaZeroRun:
             else:
                 ray.init(address=address, log_to_driver=False)
             self._started_ray = True
-        total_cpus = ray.cluster_resources().get("CPU", 0)
-        if total_cpus < self.cfg.workers:
-            raise ValueError(
-                f"workers {self.cfg.workers} need {self.cfg.workers} CPUs; the Ray cluster has "
-                f"{total_cpus:g}"
-            )
+        try:  # refusals here leave no Ray behind that this run started
+            total_cpus = ray.cluster_resources().get("CPU", 0)
+            if total_cpus < self.cfg.workers:
+                raise ValueError(
+                    f"workers {self.cfg.workers} need {self.cfg.workers} CPUs; the Ray cluster "
+                    f"has {total_cpus:g}"
+                )
+            where = self._place_learner()
+        except BaseException:
+            if self._started_ray:
+                ray.shutdown()
+                self._started_ray = False
+            raise
         self.tracker = Tracker(
             self.run_dir,
             to_dict(self.cfg),
@@ -489,8 +640,11 @@ class AlphaZeroRun:
             resume_id=self.wandb_id,
         )
         self.wandb_id = self.tracker.run_id
-        where = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        print(f"learner on {self.device} ({where}), {self.cfg.workers} self-play workers")
+        print(
+            f"learner on {where['device']} ({where['name']}"
+            f"{', a Ray actor' if self.placement == 'actor' else ''}), "
+            f"{self.cfg.workers} self-play workers"
+        )
         config = to_dict(self.cfg)
         worker_cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(SelfPlayWorker)
         self.workers = [
@@ -499,6 +653,50 @@ class AlphaZeroRun:
         ]
         eval_cls = ray.remote(num_cpus=0, max_restarts=-1)(EvalWorker)
         self.eval_worker = eval_cls.remote(config)
+
+    def _place_learner(self) -> dict[str, Any]:
+        """Settle where the learner runs now that Ray is up (an actor gets the state of the
+        learner built in __init__: weights, optimizer, the whole replay buffer); returns
+        `LearnerService.where`."""
+        import ray
+
+        cfg = self.cfg
+        cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+        placement = learner_placement(
+            cfg.learner,
+            cfg.device,
+            ray_address=cfg.ray_address,
+            local_gpus=torch.cuda.device_count(),
+            cluster_gpus=cluster_gpus,
+        )
+        if placement == "driver":
+            if self.placement is None:  # stays here after all: no GPU here nor in the cluster
+                pick_device(cfg.device)  # device cuda is refused; auto is the CPU it is on
+            self.placement = placement
+            return self.learner.where()
+        if self.learner.actor is None:
+            device = actor_device(cfg.device, cluster_gpus)
+            actor_cls = ray.remote(
+                num_cpus=0, num_gpus=1 if device == "cuda" else 0, max_restarts=0
+            )(LearnerService)
+            actor = actor_cls.remote(
+                to_dict(cfg),
+                device,
+                threads=self.learner_threads,
+                state=self.learner.state(cfg.replay_size),
+            )
+            self.learner = LearnerHandle(actor=actor)
+        self.placement = placement
+        from ray.exceptions import RayActorError
+
+        try:
+            return self.learner.where()  # waits for the actor to be built
+        except RayActorError as error:  # its constructor's error, in one line
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            raise ValueError(
+                f"the learner actor did not start ({cfg.device} device, "
+                f"{cluster_gpus:g} GPUs in the cluster): {lines[-1] if lines else error}"
+            ) from None
 
     def request_stop(self, *_: Any) -> None:
         self._stop = True
@@ -515,11 +713,12 @@ class AlphaZeroRun:
         if seconds is not None:
             budget = min(budget, seconds)
         handlers = self._install_signal_handlers()
-        weights_ref = ray.put(self.learner.weights())
+        weights_ref = self.learner.weights_ref()
         version = int(self.counters["version"])
         # calls still running from an earlier run() are collected here, not cancelled:
         # cancelling queued actor calls can leave an actor waiting for a call that never comes
         pending = self._pending
+        replay_size = self.learner.size()
 
         def submit(worker: int) -> None:
             ref = self.workers[worker].play.remote(
@@ -553,7 +752,7 @@ class AlphaZeroRun:
                 # training position generated
                 trained = self.counters["step"] * cfg.batch_size
                 can_train = (
-                    len(self.replay) >= cfg.min_replay
+                    replay_size >= cfg.min_replay
                     and trained < cfg.max_sample_reuse * self.counters["samples"]
                 )
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0 if can_train else 0.2)
@@ -567,7 +766,7 @@ class AlphaZeroRun:
                         continue
                     stats = batch.pop("stats")
                     if len(batch["value"]):
-                        self.replay.add(
+                        replay_size = self.learner.add(
                             batch["planes"], batch["legal"], batch["policy"], batch["value"]
                         )
                         self.counters["samples"] += len(batch["value"])
@@ -581,14 +780,13 @@ class AlphaZeroRun:
                             self.league.record("main", opponent, wins, draws, losses)
                     submit(worker)
                 if can_train:
-                    batch = self.replay.sample(cfg.batch_size, self.rng, augment=cfg.augment)
-                    train_metrics = self.learner.step(batch)
+                    train_metrics = self.learner.train()
                     self.counters["step"] += 1
                     window["steps"] += 1
                     if self.counters["step"] % cfg.publish_every == 0:
                         version += 1
                         self.counters["version"] = version
-                        weights_ref = ray.put(self.learner.weights())
+                        weights_ref = self.learner.weights_ref()
                 # evaluation: launch, then collect without blocking
                 if eval_pending is not None and ray.wait([eval_pending], timeout=0)[0]:
                     self._record_eval(ray.get(eval_pending), eval_name)
@@ -608,7 +806,7 @@ class AlphaZeroRun:
                         "perf/cache_hit_rate": float(np.mean(list(hit_rates.values()) or [0])),
                         "learner/steps": self.counters["step"],
                         "learner/steps_per_s": window["steps"] / elapsed,
-                        "replay/size": len(self.replay),
+                        "replay/size": replay_size,
                         "workers/restarts": self.counters["restarts"],
                         "selfplay/first_player_win_rate": self.counters["first_wins"]
                         / max(1, self.counters["games"]),
@@ -751,7 +949,7 @@ class AlphaZeroRun:
                 self.tracker.log_summary({k: v for k, v in self.counters.items()})
                 self.tracker.finish()
             if ray.is_initialized():
-                for actor in [*self.workers, self.eval_worker]:
+                for actor in [*self.workers, self.eval_worker, self.learner.actor]:
                     if actor is not None:  # stop their work now, even on a shared cluster
                         ray.kill(actor, no_restart=True)
                 self._pending.clear()
@@ -794,6 +992,8 @@ __all__ = [
     "AlphaZeroRun",
     "EvalWorker",
     "Learner",
+    "LearnerHandle",
+    "LearnerService",
     "SelfPlayWorker",
     "make_run_dir",
     "network_config",

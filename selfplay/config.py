@@ -42,15 +42,18 @@ __all__ = [
     "ALGOS",
     "DEVICES",
     "GAMES",
+    "LEARNER_PLACEMENTS",
     "NETS",
     "PRESETS",
     "SEARCHES",
     "WANDB_MODES",
     "TrainConfig",
+    "actor_device",
     "add_arguments",
     "config_from_args",
     "config_from_dict",
     "field_docs",
+    "learner_placement",
     "load_preset",
     "make_run_name",
     "to_dict",
@@ -61,6 +64,7 @@ ALGOS = ("alphazero", "ppo")  # ppo: PPO self-play through RLlib (selfplay.rllib
 NETS = ("convnet", "transformer", "mlp")
 SEARCHES = ("gumbel", "puct")
 DEVICES = ("auto", "cpu", "cuda")
+LEARNER_PLACEMENTS = ("auto", "driver", "actor")  # see learner_placement
 PRECISIONS = ("auto", "float32", "bfloat16")  # ppo; resolved by rllib_bridge.resolve_precision
 # Kept in step with selfplay.tracking.WANDB_MODES (a test checks); not imported from there so
 # that building a config never imports tqdm or anything tracking grows to need.
@@ -156,10 +160,16 @@ class TrainConfig:
     augment: bool = True
     """train on the board's symmetries (mirror images) too"""
     device: str = "auto"
-    """learner device: auto (cuda when available), cpu or cuda (algo ppo: RLlib's learner in
-    the driver; the EnvRunners sample on the CPU)"""
+    """learner device: auto (cuda when available), cpu, cuda or cuda:N (a GPU of this machine,
+    learner driver only); the self-play workers (ppo: EnvRunners) run on the CPU either way"""
     learner_threads: int = 0
     """torch threads of the learner; 0 keeps torch's default"""
+    learner: str = "auto"
+    """where the learner runs: driver (this process), actor (a Ray actor, which Ray gives one
+    GPU of the cluster when device asks for one: how a learner reaches a GPU on another node),
+    or auto (the driver, except when a run joins a cluster with --ray-address, wants a GPU
+    (device auto or cuda), this machine has none and the cluster has one). alphazero: the
+    replay buffer lives with the learner; ppo: RLlib's learner (num_learners 0 or 1)"""
 
     # --- PPO (algo ppo: workers are RLlib EnvRunners, games_per_worker the games each steps
     # at once, batch_size the SGD minibatch, lr Adam's rate) ---
@@ -316,6 +326,8 @@ class TrainConfig:
                 f"line_filters works with net mlp only, got line_filters {self.line_filters} "
                 f"with net {self.net}"
             )
+        if self.learner == "actor" and self.device.startswith("cuda:"):
+            raise ValueError(actor_device_error(self.device))
         if self.algo != "ppo" and self.symmetric:
             raise ValueError(
                 f"symmetric works with algo ppo only (alphazero trains on mirror images: "
@@ -411,6 +423,51 @@ _ALPHAZERO_ONLY = (
 )  # fmt: skip
 
 
+def learner_placement(
+    learner: str, device: str, *, ray_address: str, local_gpus: int, cluster_gpus: float | None
+) -> str | None:
+    """Where a run's learner goes: "driver" (this process) or "actor" (a Ray actor); None while
+    that depends on the cluster's GPUs and ``cluster_gpus`` is not known yet (Ray not started).
+
+    ``learner`` auto keeps the learner in the driver (no copies of batches or weights between
+    processes), except when the run joins a cluster (``ray_address``), wants a GPU (device auto
+    or cuda), this machine has none and the cluster has one: then an actor takes a GPU there.
+    """
+    if learner not in LEARNER_PLACEMENTS:
+        raise ValueError(f"learner must be one of {', '.join(LEARNER_PLACEMENTS)}, got {learner!r}")
+    if learner != "auto":
+        return learner
+    if not ray_address or device not in ("auto", "cuda") or local_gpus > 0:
+        return "driver"
+    if cluster_gpus is None:
+        return None
+    return "actor" if cluster_gpus >= 1 else "driver"
+
+
+def actor_device_error(device: str) -> str:
+    return (
+        f"device {device} names a GPU of this machine, but a learner actor runs on the GPU Ray "
+        f"gives it: use device cuda (or auto) with learner actor, or learner driver"
+    )
+
+
+def actor_device(device: str, cluster_gpus: float) -> str:
+    """The device of a learner actor: "cuda" (Ray reserves it one GPU) or "cpu". Device auto
+    takes a GPU when the cluster has one; cuda without one is refused in one line."""
+    if device.startswith("cuda:"):
+        raise ValueError(actor_device_error(device))
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of auto, cpu, cuda (or cuda:N), got {device!r}")
+    if device == "cpu" or (device == "auto" and cluster_gpus < 1):
+        return "cpu"
+    if cluster_gpus < 1:
+        raise ValueError(
+            f"device {device} was asked for the learner actor, but the Ray cluster has no GPU; "
+            f"use cpu or auto"
+        )
+    return "cuda"
+
+
 def _has_gravity(game: str) -> bool:
     import envs
 
@@ -438,6 +495,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "league_gating": ("none", "sprt"),
     "precision": PRECISIONS,
     "ppo_sampler": ("batched", "rllib"),
+    "learner": LEARNER_PLACEMENTS,
 }
 _INT_MIN: dict[str, int] = {
     **dict.fromkeys(

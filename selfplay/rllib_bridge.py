@@ -69,7 +69,7 @@ from agents.networks import (
 )
 from agents.players import make_player
 from selfplay.arena import play_match
-from selfplay.config import PRECISIONS
+from selfplay.config import PRECISIONS, actor_device, learner_placement
 from selfplay.league import LEAGUE_PREFIX, League, LeagueConfig
 from selfplay.rllib_sampler import BatchedSelfPlayEnvRunner, IllegalActionError, to_pettingzoo
 from selfplay.tracking import write_json_atomic
@@ -902,9 +902,13 @@ class PPOSettings:
     """number format of the net's matrix products: float32, bfloat16 (autocast), or auto
     (`resolve_precision`: bfloat16 where the driver's CPU multiplies it natively)"""
     device: str = "cpu"
-    """the learner's device (RLlib's local learner, in the driver): cpu, cuda, cuda:N
-    (`num_gpus_per_learner` 1) or auto (cuda when torch sees a GPU); the EnvRunners sample
-    on the CPU either way"""
+    """the learner's device: cpu, cuda, cuda:N (learner driver only; `num_gpus_per_learner` 1)
+    or auto (cuda when torch, or with learner actor the Ray cluster, has a GPU); the
+    EnvRunners sample on the CPU either way"""
+    learner: str = "driver"
+    """where RLlib's learner runs: driver (its local learner, `num_learners` 0), actor (one
+    remote learner, `num_learners` 1, given a GPU of the cluster for device cuda or auto), or
+    auto (`selfplay.config.learner_placement`, with ``build_ppo``'s ``ray_address``)"""
     num_env_runners: int = 1
     """EnvRunner actors (0 samples in the driver process)"""
     num_envs_per_env_runner: int = 8
@@ -952,6 +956,37 @@ class PPOSettings:
         )
 
 
+def _learner_resources(settings: PPOSettings, ray_address: str) -> dict[str, Any]:
+    """RLlib's ``learners()`` settings for where ``settings`` put the learner: the driver
+    (RLlib's local learner, on its CPU or one of its GPUs) or one remote learner actor (no CPU
+    slot reserved, like our AlphaZero learner actor; one GPU for device cuda)."""
+    local_gpus = torch.cuda.device_count()
+    early = learner_placement(
+        settings.learner, settings.device, ray_address=ray_address, local_gpus=local_gpus,
+        cluster_gpus=None,
+    )  # fmt: skip
+    if early == "driver":
+        device = pick_device(settings.device)  # refuses cuda without a GPU
+        return {
+            "num_learners": 0,
+            "num_gpus_per_learner": 1 if device.type == "cuda" else 0,
+            "local_gpu_idx": device.index or 0,
+        }
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
+    placement = learner_placement(
+        settings.learner, settings.device, ray_address=ray_address, local_gpus=local_gpus,
+        cluster_gpus=cluster_gpus,
+    )  # fmt: skip
+    if placement == "driver":  # auto, and the cluster has no GPU either
+        return _learner_resources(dataclasses.replace(settings, learner="driver"), ray_address)
+    device = actor_device(settings.device, cluster_gpus)
+    return {
+        "num_learners": 1,
+        "num_cpus_per_learner": 0,
+        "num_gpus_per_learner": 1 if device == "cuda" else 0,
+    }
+
+
 def build_ppo(
     game: str,
     network: NetworkConfig,
@@ -959,11 +994,13 @@ def build_ppo(
     *,
     league: BridgeLeague | None = None,
     game_options: Mapping[str, Any] | None = None,
+    ray_address: str = "",
 ) -> Algorithm:
-    """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping."""
+    """A ready PPO Algorithm: "main" = our net, self-play through the league's mapping.
+    ``ray_address``: the cluster the run joined ("" for Ray embedded), for learner auto."""
     if settings.sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {settings.sampler!r}")
-    device = pick_device(settings.device)  # refuses cuda without a GPU, before anything starts
+    learners = _learner_resources(settings, ray_address)  # refusals before anything starts
     register_envs([game])
     options = dict(game_options or {})
     precision = resolve_precision(settings.precision)
@@ -1000,11 +1037,7 @@ def build_ppo(
             episodes_to_numpy=False,  # done once per episode in LeagueCallback.on_sample_end
             env_runner_cls=SAMPLERS[settings.sampler],
         )
-        .learners(  # learn in the driver process, on its CPU or one of its GPUs
-            num_learners=0,
-            num_gpus_per_learner=1 if device.type == "cuda" else 0,
-            local_gpu_idx=device.index or 0,
-        )
+        .learners(**learners)
         .training(
             lr=settings.lr_schedule(),
             gamma=settings.gamma,
@@ -1140,7 +1173,7 @@ def policy_state(algo: Algorithm, average: int = 0) -> dict[str, Any]:
 
 
 def learner_device(algo: Algorithm) -> torch.device:
-    """The device "main" trains on (RLlib's local learner, in the driver process)."""
+    """The device "main" trains on (RLlib's learner: the local one in the driver, or its actor)."""
     results = algo.learner_group.foreach_learner(
         lambda learner: next(learner.module[LEARNER].parameters()).device
     )
@@ -1282,6 +1315,12 @@ def ppo_settings(cfg: Any) -> PPOSettings:
 
     mix = parse_league_mix(cfg.league_mix)
     _, _, overrides = _from_cfg(cfg)
+    # where the learner runs, when that is known before Ray starts: a device torch cannot
+    # reach in this process is refused here, before W&B
+    placement = learner_placement(
+        cfg.learner, cfg.device, ray_address=cfg.ray_address,
+        local_gpus=torch.cuda.device_count(), cluster_gpus=None,
+    )  # fmt: skip
     return PPOSettings(
         train_batch_size=cfg.ppo_rollout,
         minibatch_size=cfg.batch_size,
@@ -1299,7 +1338,8 @@ def ppo_settings(cfg: Any) -> PPOSettings:
         policy_select=cfg.policy_select,
         sampler=cfg.ppo_sampler,
         precision=cfg.precision,
-        device=str(pick_device(cfg.device)),
+        device=str(pick_device(cfg.device)) if placement == "driver" else cfg.device,
+        learner=placement or "auto",  # auto: build_ppo settles it by the cluster's GPUs
         num_env_runners=cfg.workers,
         num_envs_per_env_runner=cfg.games_per_worker,
         snapshot_every=cfg.snapshot_every,
@@ -1372,7 +1412,10 @@ def train_ppo(
             f"{settings.num_env_runners} EnvRunners (workers) need one CPU each, the Ray cluster "
             f"has {cpus:g}: lower --workers or join a bigger cluster (--ray-address)"
         )
-    algo = build_ppo(game, network, settings, league=league)
+    algo = build_ppo(
+        game, network, settings, league=league,
+        ray_address=_cfg_value(cfg_like, "ray_address", ""),
+    )  # fmt: skip
     try:
         if resume:
             restore(algo, run_dir)
@@ -1493,7 +1536,7 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
     state = json.loads(state_file.read_text()) if resume and state_file.exists() else {}
     if "config" in state:
         check_resume(state["config"], cfg)  # before W&B, Ray or RLlib's checkpoint
-    settings = ppo_settings(cfg)  # a device torch cannot reach is refused here, before W&B
+    settings = ppo_settings(cfg)  # a device torch cannot reach here is refused, before W&B
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(
         run_dir, to_dict(cfg), mode=cfg.wandb, project=cfg.wandb_project,

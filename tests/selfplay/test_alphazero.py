@@ -126,6 +126,63 @@ def test_a_killed_worker_is_restarted_and_the_run_goes_on(local_ray, tmp_path: P
         run.close()
 
 
+def test_the_learner_moves_into_a_ray_actor_and_back(trained_run: Path, tmp_path: Path) -> None:
+    """learner actor: the driver-trained checkpoint's weights, optimizer state and replay
+    window reach the actor (another process), it trains there, and its state comes back into
+    the checkpoint, which a run with the learner in the driver resumes whole."""
+    import shutil
+
+    copy = tmp_path / "ttt"
+    shutil.copytree(trained_run, copy)
+    before = load_checkpoint(copy / "checkpoint.pt")
+    net = {k: v for k, v in before.model.items() if not k.startswith("league/")}
+    cfg = small_config(tmp_path, "ttt", minutes=60.0, learner="actor", eval_every_minutes=10.0)
+    run = AlphaZeroRun(cfg, copy, checkpoint=before)
+    assert run.placement == "actor" and run.learner.actor is None  # here until start()
+    run.start()
+    try:
+        assert run.learner.actor is not None
+        assert run.learner.where()["pid"] != os.getpid()
+        assert run.learner.size() == len(before.replay["value"])
+        state = run.learner.state(len(before.replay["value"]))
+        for key, tensor in net.items():
+            assert torch.equal(state["model"][key], tensor), key
+        for index, saved in before.optimizer["state"].items():
+            for name in ("exp_avg", "exp_avg_sq"):
+                assert torch.equal(state["optimizer"]["state"][index][name], saved[name])
+        np.testing.assert_array_equal(state["replay"]["policy"], before.replay["policy"])
+        step = run.counters["step"]
+        run.run(seconds=8)
+        assert run.counters["step"] > step, "the actor trained"
+        trained = run.learner.weights()
+    finally:
+        run.close()
+    after = load_checkpoint(copy / "checkpoint.pt")
+    assert any(not torch.equal(trained[k], net[k]) for k in net)
+    for key, tensor in trained.items():
+        assert torch.equal(after.model[key], tensor), key
+    back = AlphaZeroRun(replace(cfg, learner="driver"), copy, checkpoint=after)
+    assert back.placement == "driver" and back.learner.actor is None
+    for key, tensor in back.learner.weights().items():
+        assert torch.equal(tensor, trained[key]), key
+    assert back.learner.size() == len(after.replay["value"])
+    # the actor's buffer took the new games (the window is full: its newest rows moved on)
+    assert not np.array_equal(after.replay["policy"], before.replay["policy"])
+
+
+def test_a_learner_actor_without_a_gpu_for_it_is_refused(local_ray, tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, "nogpu", learner="actor", device="cuda")
+    run = AlphaZeroRun(cfg, tmp_path / "nogpu")  # the cluster is not known yet
+    with pytest.raises(ValueError) as info:
+        run.start()
+    assert str(info.value) == (
+        "device cuda was asked for the learner actor, but the Ray cluster has no GPU; use cpu "
+        "or auto"
+    )
+    assert not (tmp_path / "nogpu").exists(), "refused before W&B or any file"
+    assert ray.is_initialized(), "a Ray this run did not start is left running"
+
+
 def test_load_player_analyses_a_position(trained_run: Path) -> None:
     import selfplay
 
@@ -295,8 +352,9 @@ def test_a_checkpoint_from_before_the_league_resumes(tmp_path: Path) -> None:
     old = replace(ckpt, model={**net, **{f"snapshot/step_9/{k}": v for k, v in net.items()}},
                   league=None)  # fmt: skip
     run = AlphaZeroRun(cfg, tmp_path / "old", checkpoint=old)
+    weights = run.learner.weights()
     for key, tensor in net.items():
-        assert torch.equal(run.learner.net.state_dict()[key], tensor)
+        assert torch.equal(weights[key], tensor)
 
 
 def test_league_opponents_in_training_survive_resume(local_ray, tmp_path: Path) -> None:

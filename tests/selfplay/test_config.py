@@ -14,10 +14,12 @@ from selfplay import config as config_module
 from selfplay.config import (
     PRESETS,
     TrainConfig,
+    actor_device,
     add_arguments,
     config_from_args,
     config_from_dict,
     field_docs,
+    learner_placement,
     load_preset,
     to_dict,
 )
@@ -81,6 +83,12 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"league_gating": "sprt", "eval_games": 30}, "league_gating sprt needs eval_games >= 31"),
         ({"league_gating": "sprt", "algo": "ppo"}, "league_gating sprt works with algo alphazero"),
         ({"play_simulations": -1}, "play_simulations must be an integer >= 0, got -1"),
+        ({"learner": "gpu"}, "learner must be one of auto, driver, actor, got 'gpu'"),
+        (
+            {"learner": "actor", "device": "cuda:1"},
+            "device cuda:1 names a GPU of this machine, but a learner actor runs on the GPU Ray "
+            "gives it: use device cuda (or auto) with learner actor, or learner driver",
+        ),
         (
             {"threat_planes": True, "net": "transformer"},
             "threat_planes works with the planes nets (convnet, mlp), got threat_planes true",
@@ -104,6 +112,44 @@ def test_bad_values_are_refused_with_a_one_line_message(
     text = str(info.value)
     assert text.startswith(message)
     assert "\n" not in text
+
+
+def test_the_learner_stays_in_the_driver_unless_only_the_cluster_has_a_gpu() -> None:
+    def place(learner="auto", device="auto", address="auto", here=0, cluster=None):
+        return learner_placement(
+            learner, device, ray_address=address, local_gpus=here, cluster_gpus=cluster
+        )
+
+    # asked for by name: as asked, whatever the GPUs
+    assert place("driver", "cuda", cluster=8) == "driver"
+    assert place("actor", "cpu", address="", cluster=None) == "actor"
+    # auto: Ray embedded (the cluster is this machine), no GPU wanted, or one here
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert place(device=device, address="", cluster=8) == "driver"
+    for device in ("cpu", "cuda:0"):
+        assert place(device=device, cluster=8) == "driver"
+    assert place(device="cuda", here=1, cluster=8) == "driver"
+    # auto, joining a cluster, a GPU wanted and none here: the cluster's GPUs decide
+    for device in ("auto", "cuda"):
+        assert place(device=device, cluster=None) is None  # before Ray starts
+        assert place(device=device, cluster=1) == "actor"
+        assert place(device=device, cluster=0) == "driver"
+    with pytest.raises(ValueError, match=r"^learner must be one of auto, driver, actor, got 'x'$"):
+        place("x")
+
+
+def test_a_learner_actor_takes_a_gpu_of_the_cluster_or_the_cpu() -> None:
+    assert actor_device("cpu", 4) == "cpu"
+    assert actor_device("auto", 0) == "cpu"
+    assert (actor_device("auto", 1), actor_device("cuda", 2)) == ("cuda", "cuda")
+    for device, cluster, message in (
+        ("cuda", 0, r"^device cuda was asked for the learner actor, but the Ray cluster has no "
+                    r"GPU; use cpu or auto$"),
+        ("cuda:1", 4, r"^device cuda:1 names a GPU of this machine"),
+        ("tpu", 1, r"^device must be one of auto, cpu, cuda \(or cuda:N\), got 'tpu'$"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            actor_device(device, cluster)
 
 
 def test_valid_edge_values_are_accepted() -> None:

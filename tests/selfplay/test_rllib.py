@@ -823,6 +823,37 @@ def test_learner_device_is_auto_or_refused_in_one_line_without_a_gpu() -> None:
             rb.build_ppo(GAME, mlp(), tiny_settings(device=device))
 
 
+@pytest.mark.slow
+def test_ppo_learner_actor_trains_snapshots_and_hands_over(local_ray, tmp_path: Path) -> None:
+    """learner actor: RLlib's learner runs as one remote actor (another process); snapshots
+    are frozen from its weights, and its checkpoint restores into a driver learner."""
+    import os
+
+    algo = rb.build_ppo(GAME, mlp(), tiny_settings(learner="actor"))
+    try:
+        assert not algo.learner_group.is_local
+        pids = [r.get() for r in algo.learner_group.foreach_learner(lambda _: os.getpid())]
+        assert len(pids) == 1 and pids[0] != os.getpid()
+        assert str(rb.learner_device(algo)) == "cpu"
+        before = rb.module_state(algo, rb.LEARNER)
+        algo.train()
+        algo.train()  # iteration 2: a snapshot of main's weights
+        main = rb.module_state(algo, rb.LEARNER)
+        assert not weights_equal(before, main)
+        assert weights_equal(rb.module_state(algo, "main_it00002"), main)
+        rb.save(algo, tmp_path)
+    finally:
+        algo.stop()
+    algo = rb.build_ppo(GAME, mlp(), tiny_settings(learner="driver"))
+    try:
+        assert algo.learner_group.is_local
+        rb.restore(algo, tmp_path)
+        assert weights_equal(rb.module_state(algo, rb.LEARNER), main)
+        assert weights_equal(rb.module_state(algo, "main_it00002"), main)
+    finally:
+        algo.stop()
+
+
 @pytest.mark.gpu
 def test_train_ppo_learns_on_the_gpu_and_resumes_on_the_cpu(tmp_path: Path) -> None:
     """device cuda: RLlib's learner holds and updates "main" on the GPU (the EnvRunners sample
