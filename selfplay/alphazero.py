@@ -456,8 +456,8 @@ class LearnerService:
 
 class LearnerHandle:
     """The run's learner wherever it runs: each call goes to a `LearnerService` in this process,
-    or to its Ray actor and waits for the answer (one learner step at a time either way, so
-    the run trains the same in both places)."""
+    or to its Ray actor and waits for the answer (``add`` and the run loop's steps excepted:
+    an actor steps while the driver collects games)."""
 
     def __init__(self, service: LearnerService | None = None, actor: Any = None) -> None:
         if (service is None) == (actor is None):
@@ -474,8 +474,13 @@ class LearnerHandle:
 
     def add(
         self, planes: np.ndarray, legal: np.ndarray, policy: np.ndarray, value: np.ndarray
-    ) -> int:
-        return self._call("add", planes, legal, policy, value)
+    ) -> None:
+        """Positions into the replay buffer; an actor's call is not waited for (it runs in
+        call order, after any step already asked of it)."""
+        if self.actor is None:
+            self.service.add(planes, legal, policy, value)
+        else:
+            self.actor.add.remote(planes, legal, policy, value)
 
     def size(self) -> int:
         return self._call("size")
@@ -740,23 +745,45 @@ class AlphaZeroRun:
         train_metrics: dict[str, float] = {}
         hit_rates: dict[int, float] = {}
         progress = Progress(cfg.minutes * 60)
+        # A learner actor's step runs while this loop collects games (its ObjectRef until
+        # counted); a learner in this process steps in place.
+        training: Any = None
+
+        def stepped(metrics: dict[str, float]) -> None:
+            nonlocal train_metrics, version, weights_ref
+            train_metrics = metrics
+            self.counters["step"] += 1
+            window["steps"] += 1
+            if self.counters["step"] % cfg.publish_every == 0:
+                version += 1
+                self.counters["version"] = version
+                weights_ref = self.learner.weights_ref()
+
+        def collect_step(wait: bool) -> None:
+            nonlocal training
+            if training is not None and (wait or ray.wait([training], timeout=0)[0]):
+                metrics, training = ray.get(training), None
+                stepped(metrics)
+
         try:
             while not self._stop:
                 now = time.perf_counter()
                 self.counters["seconds"] = base_seconds + (now - start)
-                if now - start >= budget or (
-                    cfg.max_steps and self.counters["step"] >= cfg.max_steps
-                ):
+                steps = self.counters["step"] + (training is not None)
+                if now - start >= budget or (cfg.max_steps and steps >= cfg.max_steps):
                     break
                 # counted over the whole run (resumes included): samples trained on per
                 # training position generated
-                trained = self.counters["step"] * cfg.batch_size
                 can_train = (
-                    replay_size >= cfg.min_replay
-                    and trained < cfg.max_sample_reuse * self.counters["samples"]
+                    training is None
+                    and replay_size >= cfg.min_replay
+                    and steps * cfg.batch_size < cfg.max_sample_reuse * self.counters["samples"]
                 )
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0 if can_train else 0.2)
+                waiting = [*pending, *([training] if training is not None else [])]
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=0 if can_train else 0.2)
                 for ref in ready:
+                    if ref not in pending:
+                        continue  # the learner's step: collect_step counts it
                     worker = pending.pop(ref)
                     try:
                         batch = ray.get(ref)
@@ -766,9 +793,10 @@ class AlphaZeroRun:
                         continue
                     stats = batch.pop("stats")
                     if len(batch["value"]):
-                        replay_size = self.learner.add(
+                        self.learner.add(
                             batch["planes"], batch["legal"], batch["policy"], batch["value"]
-                        )
+                        )  # an actor queues them behind its step, in call order
+                        replay_size = min(replay_size + len(batch["value"]), cfg.replay_size)
                         self.counters["samples"] += len(batch["value"])
                     for key in ("positions", "games", "evaluations", "first_wins", "draws"):
                         self.counters[key] += stats[key]
@@ -779,19 +807,18 @@ class AlphaZeroRun:
                         if opponent in self.league:  # it may have left the league since
                             self.league.record("main", opponent, wins, draws, losses)
                     submit(worker)
+                collect_step(wait=False)
                 if can_train:
-                    train_metrics = self.learner.train()
-                    self.counters["step"] += 1
-                    window["steps"] += 1
-                    if self.counters["step"] % cfg.publish_every == 0:
-                        version += 1
-                        self.counters["version"] = version
-                        weights_ref = self.learner.weights_ref()
+                    if self.learner.actor is None:
+                        stepped(self.learner.train())
+                    else:
+                        training = self.learner.actor.train.remote()
                 # evaluation: launch, then collect without blocking
                 if eval_pending is not None and ray.wait([eval_pending], timeout=0)[0]:
                     self._record_eval(ray.get(eval_pending), eval_name)
                     eval_pending = None
                 if eval_pending is None and now - last_eval >= cfg.eval_every_minutes * 60:
+                    collect_step(wait=True)  # the snapshot's name is its step
                     eval_name = f"step_{int(self.counters['step'])}"
                     eval_pending = self._launch_eval(eval_name)
                     last_eval = now
@@ -825,8 +852,10 @@ class AlphaZeroRun:
                     window = dict.fromkeys(window, 0)
                     window_start = last_log = now
                 if now - last_ckpt >= cfg.checkpoint_every_minutes * 60:
+                    collect_step(wait=True)  # a checkpoint's counters match its weights
                     self.save()
                     last_ckpt = now
+            collect_step(wait=True)
             if eval_pending is not None:  # a started evaluation is worth its wait
                 self._record_eval(ray.get(eval_pending), eval_name)
         finally:

@@ -170,6 +170,20 @@ def test_the_learner_moves_into_a_ray_actor_and_back(trained_run: Path, tmp_path
     assert not np.array_equal(after.replay["policy"], before.replay["policy"])
 
 
+@pytest.mark.parametrize("learner", ["driver", "actor"])
+def test_max_steps_ends_the_run_at_that_step(local_ray, tmp_path: Path, learner: str) -> None:
+    """An actor's step in flight counts toward max_steps, and the checkpoint's step counter
+    matches its weights (a step in flight is waited for before the save)."""
+    cfg = small_config(tmp_path, learner, minutes=3.0, max_steps=12, learner=learner,
+                       eval_every_minutes=10.0)  # fmt: skip
+    summary = train(cfg, final_eval=False)
+    assert summary["step"] == 12
+    ckpt = load_checkpoint(tmp_path / learner / "checkpoint.pt")
+    assert ckpt.counters["step"] == 12
+    # optimizer state: AdamW counts its own steps
+    assert all(float(s["step"]) == 12 for s in ckpt.optimizer["state"].values())
+
+
 def test_a_learner_actor_without_a_gpu_for_it_is_refused(local_ray, tmp_path: Path) -> None:
     cfg = small_config(tmp_path, "nogpu", learner="actor", device="cuda")
     run = AlphaZeroRun(cfg, tmp_path / "nogpu")  # the cluster is not known yet
