@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.run} is not a PPO run directory: no ppo_run.json in it")
     if args.out.resolve() == args.run.resolve():
         parser.error(f"--out must not be the run itself ({args.run}): its export stays as is")
-    cfg = config_from_dict(json.loads(state_file.read_text(encoding="utf-8"))["config"])
+    saved = json.loads(state_file.read_text(encoding="utf-8"))["config"]
+    # the pick plays games on this machine: RLlib's learner stays in this process
+    cfg = config_from_dict({**saved, "learner": "driver"})
     settings = rb.ppo_settings(cfg)
     opponents = tuple(s.strip() for s in args.opponents.split(",") if s.strip())
     opponents = opponents or settings.eval_opponents

@@ -20,6 +20,7 @@ Ray (``max_restarts``) and their lost call is resubmitted: the run goes on.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Mapping
@@ -55,6 +56,7 @@ from selfplay.replay import ReplayBuffer, planes_to_tokens
 # written before the league kept two snapshots under "snapshot/" (read as plain weights no more).
 OLD_SNAPSHOT_PREFIX = "snapshot/"
 REPLAY_WINDOW = 50_000  # newest positions a checkpoint keeps (a resumed run starts warm)
+LEARNER_START_TIMEOUT = 180.0  # seconds a learner actor may take to be placed and built
 
 
 # ------------------------------------------------------------------------------------------
@@ -402,6 +404,13 @@ class LearnerService:
         self.cfg = config_from_dict(cfg)
         if threads > 0:
             torch.set_num_threads(threads)
+        if device.startswith("cuda") and not torch.cuda.is_available():  # an actor given a GPU
+            raise ValueError(
+                f"device {device} was asked for but torch here sees no CUDA GPU (torch "
+                f"{torch.__version__}, CUDA_VISIBLE_DEVICES "
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}); use --device cpu or --learner "
+                f"driver"
+            )
         self.learner = Learner(self.cfg, pick_device(device))
         game = envs.make(self.cfg.game, 1)
         self.replay = ReplayBuffer(
@@ -454,39 +463,100 @@ class LearnerService:
         return self.learner.weights()
 
 
+class LearnerActorDied(RuntimeError):
+    """The learner actor is gone (its node died, it ran out of memory, its constructor
+    raised): the run cannot go on; its last checkpoint resumes it. ``cause``: Ray's error in
+    one line."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"the learner actor died ({cause}); resume the run from its last checkpoint "
+            f"(selfplay train --resume RUN_DIR)"
+        )
+        self.cause = cause
+
+
+def _one_line(error: BaseException) -> str:
+    """A Ray error in one line: the last "SomeError: ..." line of its text (the exception
+    raised in the actor), else its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line)]
+    return (raised or lines or [type(error).__name__])[-1 if raised else 0]
+
+
 class LearnerHandle:
-    """The run's learner wherever it runs: each call goes to a `LearnerService` in this process,
-    or to its Ray actor and waits for the answer (``add`` and the run loop's steps excepted:
-    an actor steps while the driver collects games)."""
+    """The run's learner wherever it runs: calls go to a `LearnerService` in this process, or
+    to its Ray actor and wait for the answer, except ``add`` (not waited for) and a learner
+    step (``start_step``; an actor's runs while the driver collects games, ``finish_step``
+    counts it). An actor runs its calls in the order they were made."""
 
     def __init__(self, service: LearnerService | None = None, actor: Any = None) -> None:
         if (service is None) == (actor is None):
-            raise ValueError("a learner handle needs a service or an actor, not both")
+            raise ValueError("a learner handle needs exactly one of a service and an actor")
         self.service = service
         self.actor = actor
+        self.dead = False  # the actor died: nothing more can be asked of it
+        self.step_ref: Any = None  # the actor's step in flight
+        self._local_step: dict[str, float] | None = None  # a step run here, not yet counted
+        self._adds: list[Any] = []  # the actor's add calls, checked when a step is counted
+
+    def _get(self, ref: Any, timeout: float | None = None) -> Any:
+        import ray
+        from ray.exceptions import RayActorError
+
+        try:
+            return ray.get(ref, timeout=timeout)
+        except RayActorError as error:
+            self.dead = True
+            raise LearnerActorDied(_one_line(error)) from None
 
     def _call(self, method: str, *args: Any) -> Any:
         if self.actor is None:
             return getattr(self.service, method)(*args)
-        import ray
-
-        return ray.get(getattr(self.actor, method).remote(*args))
+        return self._get(getattr(self.actor, method).remote(*args))
 
     def add(
         self, planes: np.ndarray, legal: np.ndarray, policy: np.ndarray, value: np.ndarray
     ) -> None:
-        """Positions into the replay buffer; an actor's call is not waited for (it runs in
-        call order, after any step already asked of it)."""
+        """Positions into the replay buffer (an actor's call is not waited for)."""
         if self.actor is None:
             self.service.add(planes, legal, policy, value)
         else:
-            self.actor.add.remote(planes, legal, policy, value)
+            self._adds.append(self.actor.add.remote(planes, legal, policy, value))
+
+    @property
+    def stepping(self) -> bool:
+        """A step was started and not yet counted."""
+        return self.step_ref is not None or self._local_step is not None
+
+    def start_step(self) -> None:
+        """One learner step on a replay sample: run here, or started on the actor."""
+        if self.stepping:
+            raise RuntimeError("a learner step is already under way")
+        if self.actor is None:
+            self._local_step = self.service.train()
+        else:
+            self.step_ref = self.actor.train.remote()
+
+    def finish_step(self, wait: bool) -> dict[str, float] | None:
+        """The figures of the step started last, once (None: none, or not done and not
+        ``wait``); the actor's add calls finished by then are checked too."""
+        if self.actor is None:
+            metrics, self._local_step = self._local_step, None
+            return metrics
+        import ray
+
+        if self.step_ref is None or not (wait or ray.wait([self.step_ref], timeout=0)[0]):
+            return None
+        ref, self.step_ref = self.step_ref, None
+        metrics = self._get(ref)
+        done, self._adds = ray.wait(self._adds, num_returns=len(self._adds), timeout=0)
+        for add in done:
+            self._get(add)  # an add that failed raises here instead of vanishing
+        return metrics
 
     def size(self) -> int:
         return self._call("size")
-
-    def train(self) -> dict[str, float]:
-        return self._call("train")
 
     def weights(self) -> dict[str, torch.Tensor]:
         return self._call("weights")
@@ -502,8 +572,10 @@ class LearnerHandle:
     def state(self, replay_count: int) -> dict[str, Any]:
         return self._call("state", replay_count)
 
-    def where(self) -> dict[str, Any]:
-        return self._call("where")
+    def where(self, timeout: float | None = None) -> dict[str, Any]:
+        if self.actor is None:
+            return self.service.where()
+        return self._get(self.actor.where.remote(), timeout=timeout)
 
     def load(self, state: Mapping[str, Any]) -> None:
         self._call("load", state)
@@ -571,6 +643,10 @@ class AlphaZeroRun:
         self.workers: list[Any] = []
         self.eval_worker: Any = None
         self._pending: dict[Any, int] = {}  # worker calls in flight -> worker index
+        # run()'s state that a step counted outside its loop (save) updates too
+        self._window = {"positions": 0, "games": 0, "evaluations": 0, "steps": 0}
+        self._weights_ref: Any = None  # the newest published weights (Ray object)
+        self._train_metrics: dict[str, float] = {}
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -593,6 +669,7 @@ class AlphaZeroRun:
     def save(self) -> Path:
         from selfplay.checkpoint import checkpoint_path, save_checkpoint
 
+        self._collect_step(wait=True)  # the counters of the weights saved, step included
         league_meta, league_tensors = self.league.state_dict()
         learner = self.learner.state(min(REPLAY_WINDOW, self.cfg.replay_size))
         return save_checkpoint(
@@ -623,7 +700,7 @@ class AlphaZeroRun:
             else:
                 ray.init(address=address, log_to_driver=False)
             self._started_ray = True
-        try:  # refusals here leave no Ray behind that this run started
+        try:  # a refusal or failure here leaves no learner actor or Ray of this run behind
             total_cpus = ray.cluster_resources().get("CPU", 0)
             if total_cpus < self.cfg.workers:
                 raise ValueError(
@@ -631,19 +708,21 @@ class AlphaZeroRun:
                     f"has {total_cpus:g}"
                 )
             where = self._place_learner()
+            self.tracker = Tracker(
+                self.run_dir,
+                to_dict(self.cfg),
+                mode=self.cfg.wandb,
+                project=self.cfg.wandb_project,
+                run_name=self.run_dir.name,
+                resume_id=self.wandb_id,
+            )
         except BaseException:
+            if self.learner.actor is not None:
+                ray.kill(self.learner.actor, no_restart=True)
             if self._started_ray:
                 ray.shutdown()
                 self._started_ray = False
             raise
-        self.tracker = Tracker(
-            self.run_dir,
-            to_dict(self.cfg),
-            mode=self.cfg.wandb,
-            project=self.cfg.wandb_project,
-            run_name=self.run_dir.name,
-            resume_id=self.wandb_id,
-        )
         self.wandb_id = self.tracker.run_id
         print(
             f"learner on {where['device']} ({where['name']}"
@@ -679,28 +758,32 @@ class AlphaZeroRun:
                 pick_device(cfg.device)  # device cuda is refused; auto is the CPU it is on
             self.placement = placement
             return self.learner.where()
-        if self.learner.actor is None:
-            device = actor_device(cfg.device, cluster_gpus)
-            actor_cls = ray.remote(
-                num_cpus=0, num_gpus=1 if device == "cuda" else 0, max_restarts=0
-            )(LearnerService)
-            actor = actor_cls.remote(
-                to_dict(cfg),
-                device,
-                threads=self.learner_threads,
-                state=self.learner.state(cfg.replay_size),
-            )
-            self.learner = LearnerHandle(actor=actor)
-        self.placement = placement
-        from ray.exceptions import RayActorError
+        from ray.exceptions import GetTimeoutError
 
-        try:
-            return self.learner.where()  # waits for the actor to be built
-        except RayActorError as error:  # its constructor's error, in one line
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        device = actor_device(cfg.device, cluster_gpus)
+        free = ray.available_resources().get("GPU", 0.0)
+        if device == "cuda" and free < 1:
             raise ValueError(
-                f"the learner actor did not start ({cfg.device} device, "
-                f"{cluster_gpus:g} GPUs in the cluster): {lines[-1] if lines else error}"
+                f"the learner actor needs a GPU and the Ray cluster's {cluster_gpus:g} are all "
+                f"taken; free one, or keep the learner here with --learner driver"
+            )
+        # torch threads: the driver's count when the actor shares this machine (Ray embedded);
+        # on a cluster the flag's, else Ray's default of 1 (a GPU does the work)
+        threads = cfg.learner_threads or (0 if cfg.ray_address else self.learner_threads)
+        actor_cls = ray.remote(num_cpus=0, num_gpus=1 if device == "cuda" else 0, max_restarts=0)
+        actor = actor_cls(LearnerService).remote(
+            to_dict(cfg), device, threads=threads, state=self.learner.state(cfg.replay_size)
+        )
+        self.learner = LearnerHandle(actor=actor)
+        self.placement = placement
+        try:
+            return self.learner.where(timeout=LEARNER_START_TIMEOUT)
+        except LearnerActorDied as error:  # its constructor's error, in one line
+            raise ValueError(f"the learner actor did not start: {error.cause}") from None
+        except GetTimeoutError:
+            raise ValueError(
+                f"the learner actor was not running after {LEARNER_START_TIMEOUT:g} s (it "
+                f"asked Ray for {'1 GPU' if device == 'cuda' else 'no GPU'}); see `ray status`"
             ) from None
 
     def request_stop(self, *_: Any) -> None:
@@ -718,8 +801,7 @@ class AlphaZeroRun:
         if seconds is not None:
             budget = min(budget, seconds)
         handlers = self._install_signal_handlers()
-        weights_ref = self.learner.weights_ref()
-        version = int(self.counters["version"])
+        self._weights_ref = self.learner.weights_ref()
         # calls still running from an earlier run() are collected here, not cancelled:
         # cancelling queued actor calls can leave an actor waiting for a call that never comes
         pending = self._pending
@@ -727,7 +809,10 @@ class AlphaZeroRun:
 
         def submit(worker: int) -> None:
             ref = self.workers[worker].play.remote(
-                [weights_ref], version, cfg.moves_per_call, self._sample_opponent()
+                [self._weights_ref],
+                int(self.counters["version"]),
+                cfg.moves_per_call,
+                self._sample_opponent(),
             )
             pending[ref] = worker
 
@@ -740,54 +825,40 @@ class AlphaZeroRun:
         start = time.perf_counter()
         base_seconds = self.counters["seconds"]
         last_log = last_eval = last_ckpt = start
-        window = {"positions": 0, "games": 0, "evaluations": 0, "steps": 0}
+        self._window = window = {"positions": 0, "games": 0, "evaluations": 0, "steps": 0}
         window_start = start
-        train_metrics: dict[str, float] = {}
+        self._train_metrics = {}
         hit_rates: dict[int, float] = {}
         progress = Progress(cfg.minutes * 60)
-        # A learner actor's step runs while this loop collects games (its ObjectRef until
-        # counted); a learner in this process steps in place.
-        training: Any = None
-
-        def stepped(metrics: dict[str, float]) -> None:
-            nonlocal train_metrics, version, weights_ref
-            train_metrics = metrics
-            self.counters["step"] += 1
-            window["steps"] += 1
-            if self.counters["step"] % cfg.publish_every == 0:
-                version += 1
-                self.counters["version"] = version
-                weights_ref = self.learner.weights_ref()
-
-        def collect_step(wait: bool) -> None:
-            nonlocal training
-            if training is not None and (wait or ray.wait([training], timeout=0)[0]):
-                metrics, training = ray.get(training), None
-                stepped(metrics)
-
+        learner = self.learner
         try:
             while not self._stop:
                 now = time.perf_counter()
                 self.counters["seconds"] = base_seconds + (now - start)
-                steps = self.counters["step"] + (training is not None)
-                if now - start >= budget or (cfg.max_steps and steps >= cfg.max_steps):
+                if now - start >= budget or (
+                    cfg.max_steps and self.counters["step"] >= cfg.max_steps
+                ):
                     break
                 # counted over the whole run (resumes included): samples trained on per
-                # training position generated
+                # training position generated; one step at a time (an actor's in flight
+                # while this loop collects games)
+                trained = self.counters["step"] * cfg.batch_size
                 can_train = (
-                    training is None
+                    not learner.stepping
                     and replay_size >= cfg.min_replay
-                    and steps * cfg.batch_size < cfg.max_sample_reuse * self.counters["samples"]
+                    and trained < cfg.max_sample_reuse * self.counters["samples"]
                 )
-                waiting = [*pending, *([training] if training is not None else [])]
+                waiting = [*pending, *([learner.step_ref] if learner.step_ref else [])]
                 ready, _ = ray.wait(waiting, num_returns=1, timeout=0 if can_train else 0.2)
                 for ref in ready:
                     if ref not in pending:
-                        continue  # the learner's step: collect_step counts it
+                        continue  # the learner's step, counted by _collect_step below
                     worker = pending.pop(ref)
                     try:
                         batch = ray.get(ref)
                     except (RayActorError, ActorUnavailableError):
+                        if learner.actor is not None:
+                            learner.size()  # the worker died of a dead learner: raises
                         self.counters["restarts"] += 1  # Ray restarts the actor; resubmit
                         submit(worker)
                         continue
@@ -807,18 +878,15 @@ class AlphaZeroRun:
                         if opponent in self.league:  # it may have left the league since
                             self.league.record("main", opponent, wins, draws, losses)
                     submit(worker)
-                collect_step(wait=False)
                 if can_train:
-                    if self.learner.actor is None:
-                        stepped(self.learner.train())
-                    else:
-                        training = self.learner.actor.train.remote()
+                    learner.start_step()
+                self._collect_step(wait=False)
                 # evaluation: launch, then collect without blocking
                 if eval_pending is not None and ray.wait([eval_pending], timeout=0)[0]:
                     self._record_eval(ray.get(eval_pending), eval_name)
                     eval_pending = None
                 if eval_pending is None and now - last_eval >= cfg.eval_every_minutes * 60:
-                    collect_step(wait=True)  # the snapshot's name is its step
+                    self._collect_step(wait=True)  # the snapshot's name is its step
                     eval_name = f"step_{int(self.counters['step'])}"
                     eval_pending = self._launch_eval(eval_name)
                     last_eval = now
@@ -837,7 +905,7 @@ class AlphaZeroRun:
                         "workers/restarts": self.counters["restarts"],
                         "selfplay/first_player_win_rate": self.counters["first_wins"]
                         / max(1, self.counters["games"]),
-                        **train_metrics,
+                        **self._train_metrics,
                     }
                     self.tracker.log(metrics, step=int(self.counters["positions"]))
                     progress.update(
@@ -845,23 +913,35 @@ class AlphaZeroRun:
                         {
                             "step": int(self.counters["step"]),
                             "pos/s": f"{metrics['selfplay/positions_per_s']:.0f}",
-                            "loss": f"{train_metrics.get('learner/loss', float('nan')):.3f}",
+                            "loss": f"{self._train_metrics.get('learner/loss', float('nan')):.3f}",
                             "elo": self._latest_elo(),
                         },
                     )
-                    window = dict.fromkeys(window, 0)
+                    window.update(dict.fromkeys(window, 0))  # self._window too
                     window_start = last_log = now
                 if now - last_ckpt >= cfg.checkpoint_every_minutes * 60:
-                    collect_step(wait=True)  # a checkpoint's counters match its weights
                     self.save()
                     last_ckpt = now
-            collect_step(wait=True)
+            self._collect_step(wait=True)
             if eval_pending is not None:  # a started evaluation is worth its wait
                 self._record_eval(ray.get(eval_pending), eval_name)
         finally:
             progress.close()
             self._restore_signal_handlers(handlers)
         return dict(self.counters)
+
+    def _collect_step(self, wait: bool) -> None:
+        """Count the learner's step once it is done (``wait``: wait for it): the step counter,
+        and every ``publish_every`` steps new weights for the workers."""
+        metrics = self.learner.finish_step(wait)
+        if metrics is None:
+            return
+        self._train_metrics = metrics
+        self.counters["step"] += 1
+        self._window["steps"] += 1
+        if self.counters["step"] % self.cfg.publish_every == 0:
+            self.counters["version"] += 1
+            self._weights_ref = self.learner.weights_ref()
 
     def evaluate_now(self) -> None:
         """A blocking evaluation of the current weights (the end of a run)."""
@@ -972,7 +1052,8 @@ class AlphaZeroRun:
         import ray
 
         try:
-            self.save()
+            if not self.learner.dead:  # a dead learner actor: the last checkpoint stands
+                self.save()
         finally:
             if self.tracker is not None:
                 self.tracker.log_summary({k: v for k, v in self.counters.items()})

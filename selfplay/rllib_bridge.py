@@ -972,7 +972,8 @@ def _learner_resources(settings: PPOSettings, ray_address: str) -> dict[str, Any
             "num_gpus_per_learner": 1 if device.type == "cuda" else 0,
             "local_gpu_idx": device.index or 0,
         }
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
+    # before Ray starts, the Ray that building the algorithm starts: this machine
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else local_gpus
     placement = learner_placement(
         settings.learner, settings.device, ray_address=ray_address, local_gpus=local_gpus,
         cluster_gpus=cluster_gpus,
@@ -1352,6 +1353,12 @@ def ppo_settings(cfg: Any) -> PPOSettings:
     )
 
 
+def _init_ray(address: str) -> None:
+    """Join the cluster at ``address``, or start Ray embedded (""), unless Ray is running."""
+    if not ray.is_initialized():
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+
+
 def train_ppo(
     cfg_like: Any,
     minutes: float,
@@ -1403,9 +1410,7 @@ def train_ppo(
             f"policy_select {settings.policy_select} picks by games against the evaluation "
             f"opponents, got none"
         )
-    if not ray.is_initialized():
-        address = _cfg_value(cfg_like, "ray_address", "") or None
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    _init_ray(_cfg_value(cfg_like, "ray_address", ""))
     cpus = ray.cluster_resources().get("CPU", 0.0)
     if settings.num_env_runners > cpus:
         raise ValueError(
@@ -1537,6 +1542,9 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
     if "config" in state:
         check_resume(state["config"], cfg)  # before W&B, Ray or RLlib's checkpoint
     settings = ppo_settings(cfg)  # a device torch cannot reach here is refused, before W&B
+    if settings.learner != "driver":  # a learner actor's device is settled by the cluster:
+        _init_ray(cfg.ray_address)  # refused here too, before W&B or the run's files
+        _learner_resources(settings, cfg.ray_address)
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(
         run_dir, to_dict(cfg), mode=cfg.wandb, project=cfg.wandb_project,

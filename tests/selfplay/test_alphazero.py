@@ -165,15 +165,21 @@ def test_the_learner_moves_into_a_ray_actor_and_back(trained_run: Path, tmp_path
     assert back.placement == "driver" and back.learner.actor is None
     for key, tensor in back.learner.weights().items():
         assert torch.equal(tensor, trained[key]), key
+    optimizer = back.learner.state(0)["optimizer"]
+    assert optimizer["state"].keys() == after.optimizer["state"].keys()
+    for index, saved in after.optimizer["state"].items():
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(optimizer["state"][index][name], saved[name])
     assert back.learner.size() == len(after.replay["value"])
     # the actor's buffer took the new games (the window is full: its newest rows moved on)
+    assert after.replay["policy"].shape == before.replay["policy"].shape
     assert not np.array_equal(after.replay["policy"], before.replay["policy"])
 
 
 @pytest.mark.parametrize("learner", ["driver", "actor"])
 def test_max_steps_ends_the_run_at_that_step(local_ray, tmp_path: Path, learner: str) -> None:
-    """An actor's step in flight counts toward max_steps, and the checkpoint's step counter
-    matches its weights (a step in flight is waited for before the save)."""
+    """Both placements stop at max_steps, and the checkpoint's step counter is the number of
+    steps its optimizer took."""
     cfg = small_config(tmp_path, learner, minutes=3.0, max_steps=12, learner=learner,
                        eval_every_minutes=10.0)  # fmt: skip
     summary = train(cfg, final_eval=False)
@@ -182,6 +188,34 @@ def test_max_steps_ends_the_run_at_that_step(local_ray, tmp_path: Path, learner:
     assert ckpt.counters["step"] == 12
     # optimizer state: AdamW counts its own steps
     assert all(float(s["step"]) == 12 for s in ckpt.optimizer["state"].values())
+
+
+def test_a_dead_learner_actor_ends_the_run_in_one_line_and_keeps_the_checkpoint(
+    local_ray, tmp_path: Path
+) -> None:
+    from selfplay.alphazero import LearnerActorDied
+
+    cfg = small_config(tmp_path, "dies", minutes=5.0, learner="actor", eval_every_minutes=10.0)
+    run = AlphaZeroRun(cfg, tmp_path / "dies")
+    run.start()
+    try:
+        run.run(seconds=6)
+        run.learner.start_step()  # a step in flight: the save waits for it and counts it
+        before = load_checkpoint(run.save())
+        assert before.counters["step"] > 0
+        adam = {float(s["step"]) for s in before.optimizer["state"].values()}
+        assert adam == {before.counters["step"]}, "the counters are those of the weights"
+        ray.kill(run.learner.actor, no_restart=True)
+        with pytest.raises(LearnerActorDied) as info:
+            run.run(seconds=60)
+        message = str(info.value)
+        assert message.startswith("the learner actor died (") and "\n" not in message
+        assert message.endswith("resume the run from its last checkpoint (selfplay train "
+                                "--resume RUN_DIR)")  # fmt: skip
+    finally:
+        run.close()  # does not overwrite the checkpoint with nothing
+    after = load_checkpoint(tmp_path / "dies" / "checkpoint.pt")
+    assert after.counters == before.counters
 
 
 def test_a_learner_actor_without_a_gpu_for_it_is_refused(local_ray, tmp_path: Path) -> None:

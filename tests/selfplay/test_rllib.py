@@ -850,6 +850,16 @@ def test_ppo_learner_actor_trains_snapshots_and_hands_over(local_ray, tmp_path: 
         rb.restore(algo, tmp_path)
         assert weights_equal(rb.module_state(algo, rb.LEARNER), main)
         assert weights_equal(rb.module_state(algo, "main_it00002"), main)
+        algo.train()
+        main = rb.module_state(algo, rb.LEARNER)
+        rb.save(algo, tmp_path / "driver")
+    finally:
+        algo.stop()
+    algo = rb.build_ppo(GAME, mlp(), tiny_settings(learner="actor"))  # and back to an actor
+    try:
+        rb.restore(algo, tmp_path / "driver")
+        assert weights_equal(rb.module_state(algo, rb.LEARNER), main)
+        assert algo.iteration == 3
     finally:
         algo.stop()
 
