@@ -502,10 +502,12 @@ class LearnerHandle:
 
     def _get(self, ref: Any, timeout: float | None = None) -> Any:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
         try:
             return ray.get(ref, timeout=timeout)
+        except ActorUnavailableError:
+            raise  # a passing fault (a network blip): the actor may answer again
         except RayActorError as error:
             self.dead = True
             raise LearnerActorDied(_one_line(error)) from None
@@ -540,7 +542,7 @@ class LearnerHandle:
 
     def finish_step(self, wait: bool) -> dict[str, float] | None:
         """The figures of the step started last, once (None: none, or not done and not
-        ``wait``); the actor's add calls finished by then are checked too."""
+        ``wait``)."""
         if self.actor is None:
             metrics, self._local_step = self._local_step, None
             return metrics
@@ -549,11 +551,19 @@ class LearnerHandle:
         if self.step_ref is None or not (wait or ray.wait([self.step_ref], timeout=0)[0]):
             return None
         ref, self.step_ref = self.step_ref, None
-        metrics = self._get(ref)
-        done, self._adds = ray.wait(self._adds, num_returns=len(self._adds), timeout=0)
+        return self._get(ref)
+
+    def check_adds(self, wait: bool) -> None:
+        """Raise the error of an actor's add call that failed (finished ones; ``wait``: all),
+        instead of losing it."""
+        if not self._adds:
+            return
+        import ray
+
+        count = len(self._adds)
+        done, self._adds = ray.wait(self._adds, num_returns=count, timeout=None if wait else 0)
         for add in done:
-            self._get(add)  # an add that failed raises here instead of vanishing
-        return metrics
+            self._get(add)
 
     def size(self) -> int:
         return self._call("size")
@@ -800,7 +810,6 @@ class AlphaZeroRun:
         budget = cfg.minutes * 60 - self.counters["seconds"]
         if seconds is not None:
             budget = min(budget, seconds)
-        handlers = self._install_signal_handlers()
         self._weights_ref = self.learner.weights_ref()
         # calls still running from an earlier run() are collected here, not cancelled:
         # cancelling queued actor calls can leave an actor waiting for a call that never comes
@@ -831,6 +840,7 @@ class AlphaZeroRun:
         hit_rates: dict[int, float] = {}
         progress = Progress(cfg.minutes * 60)
         learner = self.learner
+        handlers = self._install_signal_handlers()  # restored in the finally below
         try:
             while not self._stop:
                 now = time.perf_counter()
@@ -848,7 +858,8 @@ class AlphaZeroRun:
                     and replay_size >= cfg.min_replay
                     and trained < cfg.max_sample_reuse * self.counters["samples"]
                 )
-                waiting = [*pending, *([learner.step_ref] if learner.step_ref else [])]
+                step = [learner.step_ref] if learner.step_ref is not None else []
+                waiting = [*pending, *step]
                 ready, _ = ray.wait(waiting, num_returns=1, timeout=0 if can_train else 0.2)
                 for ref in ready:
                     if ref not in pending:
@@ -934,14 +945,14 @@ class AlphaZeroRun:
         """Count the learner's step once it is done (``wait``: wait for it): the step counter,
         and every ``publish_every`` steps new weights for the workers."""
         metrics = self.learner.finish_step(wait)
-        if metrics is None:
-            return
-        self._train_metrics = metrics
-        self.counters["step"] += 1
-        self._window["steps"] += 1
-        if self.counters["step"] % self.cfg.publish_every == 0:
-            self.counters["version"] += 1
-            self._weights_ref = self.learner.weights_ref()
+        if metrics is not None:
+            self._train_metrics = metrics
+            self.counters["step"] += 1
+            self._window["steps"] += 1
+            if self.counters["step"] % self.cfg.publish_every == 0:
+                self.counters["version"] += 1
+                self._weights_ref = self.learner.weights_ref()
+        self.learner.check_adds(wait)  # after the count: a failed add loses no counted step
 
     def evaluate_now(self) -> None:
         """A blocking evaluation of the current weights (the end of a run)."""

@@ -261,6 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # bad input: one clear line, non-zero exit
         print(f"selfplay: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        # a learner actor that died: the run cannot go on, its checkpoint resumes it (the
+        # class is looked up where it lives, imported by then, to keep this module light)
+        died = getattr(sys.modules.get("selfplay.alphazero"), "LearnerActorDied", ())
+        if not isinstance(error, died):
+            raise
+        print(f"selfplay: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

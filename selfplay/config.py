@@ -164,7 +164,7 @@ class TrainConfig:
     learner driver only); the self-play workers (ppo: EnvRunners) run on the CPU either way"""
     learner_threads: int = 0
     """torch threads of the learner; 0: the machine's cores less one per self-play worker (a
-    learner actor on another node of a cluster: Ray's default there, one thread)"""
+    learner actor with --ray-address: Ray's default, one thread; set this for a CPU one)"""
     learner: str = "auto"
     """where the learner runs: driver (this process), actor (a Ray actor, which Ray gives one
     GPU of the cluster when device asks for one: how a learner reaches a GPU on another node),

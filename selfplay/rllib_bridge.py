@@ -981,6 +981,11 @@ def _learner_resources(settings: PPOSettings, ray_address: str) -> dict[str, Any
     if placement == "driver":  # auto, and the cluster has no GPU either
         return _learner_resources(dataclasses.replace(settings, learner="driver"), ray_address)
     device = actor_device(settings.device, cluster_gpus)
+    if device == "cuda" and ray.is_initialized() and ray.available_resources().get("GPU", 0) < 1:
+        raise ValueError(
+            f"the learner actor needs a GPU and the Ray cluster's {cluster_gpus:g} are all "
+            f"taken; free one, or keep the learner here with --learner driver"
+        )
     return {
         "num_learners": 1,
         "num_cpus_per_learner": 0,
@@ -1543,8 +1548,14 @@ def train(cfg: Any, run_dir: str | Path, *, resume: bool = False) -> dict[str, A
         check_resume(state["config"], cfg)  # before W&B, Ray or RLlib's checkpoint
     settings = ppo_settings(cfg)  # a device torch cannot reach here is refused, before W&B
     if settings.learner != "driver":  # a learner actor's device is settled by the cluster:
-        _init_ray(cfg.ray_address)  # refused here too, before W&B or the run's files
-        _learner_resources(settings, cfg.ray_address)
+        started = not ray.is_initialized()  # refused here too, before W&B or the run's files
+        _init_ray(cfg.ray_address)
+        try:
+            _learner_resources(settings, cfg.ray_address)
+        except ValueError:
+            if started:
+                ray.shutdown()
+            raise
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(
         run_dir, to_dict(cfg), mode=cfg.wandb, project=cfg.wandb_project,

@@ -193,6 +193,9 @@ def test_max_steps_ends_the_run_at_that_step(local_ray, tmp_path: Path, learner:
 def test_a_dead_learner_actor_ends_the_run_in_one_line_and_keeps_the_checkpoint(
     local_ray, tmp_path: Path
 ) -> None:
+    import signal
+    import threading
+
     from selfplay.alphazero import LearnerActorDied
 
     cfg = small_config(tmp_path, "dies", minutes=5.0, learner="actor", eval_every_minutes=10.0)
@@ -205,17 +208,51 @@ def test_a_dead_learner_actor_ends_the_run_in_one_line_and_keeps_the_checkpoint(
         assert before.counters["step"] > 0
         adam = {float(s["step"]) for s in before.optimizer["state"].values()}
         assert adam == {before.counters["step"]}, "the counters are those of the weights"
-        ray.kill(run.learner.actor, no_restart=True)
+        # an add that fails on the actor is raised, after the step in flight is counted
+        run.learner.start_step()
+        bad = (np.zeros((2, 2, 3, 3), bool), np.zeros((1, 9), bool), np.zeros((1, 9)), [0.0])
+        run.learner.add(*bad)
+        step = run.counters["step"]
+        with pytest.raises(ValueError, match="replay batch fields differ in length"):
+            run._collect_step(wait=True)
+        assert run.counters["step"] == step + 1
+        before = load_checkpoint(run.save())
+        # the learner actor dies in the middle of a run
+        handler = signal.getsignal(signal.SIGINT)
+        threading.Timer(3.0, ray.kill, (run.learner.actor,), {"no_restart": True}).start()
         with pytest.raises(LearnerActorDied) as info:
             run.run(seconds=60)
+        assert signal.getsignal(signal.SIGINT) is handler, "run() gave the signals back"
         message = str(info.value)
         assert message.startswith("the learner actor died (") and "\n" not in message
         assert message.endswith("resume the run from its last checkpoint (selfplay train "
                                 "--resume RUN_DIR)")  # fmt: skip
+        assert run.learner.dead
+        with pytest.raises(LearnerActorDied):  # again, from run()'s set-up this time
+            run.run(seconds=5)
+        assert signal.getsignal(signal.SIGINT) is handler
     finally:
         run.close()  # does not overwrite the checkpoint with nothing
     after = load_checkpoint(tmp_path / "dies" / "checkpoint.pt")
     assert after.counters == before.counters
+
+
+def test_the_cli_ends_a_run_whose_learner_actor_died_in_one_line(monkeypatch, capsys) -> None:
+    """What `selfplay train` prints when the engine raises LearnerActorDied (the death itself
+    is the test above's)."""
+    import selfplay.alphazero as alphazero
+    from selfplay import cli
+
+    def dies(*_, **__):
+        raise alphazero.LearnerActorDied("The actor is dead because its node has died.")
+
+    monkeypatch.setattr(alphazero, "train", dies)
+    assert cli.main(["train", "--preset", "tictactoe", "--learner", "actor"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "selfplay: error: the learner actor died (The actor is dead because its node has "
+        "died.); resume the run from its last checkpoint (selfplay train --resume RUN_DIR)\n"
+    )
 
 
 def test_a_learner_actor_without_a_gpu_for_it_is_refused(local_ray, tmp_path: Path) -> None:

@@ -80,10 +80,14 @@ def test_a_learner_actor_is_refused_while_the_clusters_gpus_are_taken(
         )  # fmt: skip
         with pytest.raises(ValueError) as info:
             AlphaZeroRun(cfg, tmp_path / "taken").start()
-        assert str(info.value) == (
+        taken = (
             "the learner actor needs a GPU and the Ray cluster's 1 are all taken; free one, or "
             "keep the learner here with --learner driver"
         )
+        assert str(info.value) == taken
+        with pytest.raises(ValueError) as info:  # RLlib's learner actor too
+            rb._learner_resources(rb.PPOSettings(learner="actor", device="cuda"), "auto")
+        assert str(info.value) == taken
     finally:
         ray.kill(holder)
 
