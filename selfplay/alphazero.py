@@ -770,13 +770,7 @@ class AlphaZeroRun:
             return self.learner.where()
         from ray.exceptions import GetTimeoutError
 
-        device = actor_device(cfg.device, cluster_gpus)
-        free = ray.available_resources().get("GPU", 0.0)
-        if device == "cuda" and free < 1:
-            raise ValueError(
-                f"the learner actor needs a GPU and the Ray cluster's {cluster_gpus:g} are all "
-                f"taken; free one, or keep the learner here with --learner driver"
-            )
+        device = actor_device(cfg.device, cluster_gpus, ray.available_resources().get("GPU", 0.0))
         # torch threads: the driver's count when the actor shares this machine (Ray embedded);
         # on a cluster the flag's, else Ray's default of 1 (a GPU does the work)
         threads = cfg.learner_threads or (0 if cfg.ray_address else self.learner_threads)

@@ -452,9 +452,10 @@ def actor_device_error(device: str) -> str:
     )
 
 
-def actor_device(device: str, cluster_gpus: float) -> str:
+def actor_device(device: str, cluster_gpus: float, free_gpus: float | None = None) -> str:
     """The device of a learner actor: "cuda" (Ray reserves it one GPU) or "cpu". Device auto
-    takes a GPU when the cluster has one; cuda without one is refused in one line."""
+    takes a GPU when the cluster has one; cuda without one, or with ``free_gpus`` (Ray's
+    available GPUs, when known) below one, is refused in one line."""
     if device.startswith("cuda:"):
         raise ValueError(actor_device_error(device))
     if device not in DEVICES:
@@ -465,6 +466,11 @@ def actor_device(device: str, cluster_gpus: float) -> str:
         raise ValueError(
             f"device {device} was asked for the learner actor, but the Ray cluster has no GPU; "
             f"use cpu or auto"
+        )
+    if free_gpus is not None and free_gpus < 1:
+        raise ValueError(
+            f"the learner actor needs a GPU and the Ray cluster's {cluster_gpus:g} are all "
+            f"taken; free one, or keep the learner here with --learner driver"
         )
     return "cuda"
 

@@ -961,31 +961,22 @@ def _learner_resources(settings: PPOSettings, ray_address: str) -> dict[str, Any
     (RLlib's local learner, on its CPU or one of its GPUs) or one remote learner actor (no CPU
     slot reserved, like our AlphaZero learner actor; one GPU for device cuda)."""
     local_gpus = torch.cuda.device_count()
-    early = learner_placement(
+    running = ray.is_initialized()
+    # before Ray starts: the Ray that building the algorithm starts, on this machine
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0) if running else local_gpus
+    placement = learner_placement(
         settings.learner, settings.device, ray_address=ray_address, local_gpus=local_gpus,
-        cluster_gpus=None,
+        cluster_gpus=cluster_gpus,
     )  # fmt: skip
-    if early == "driver":
+    if placement == "driver":
         device = pick_device(settings.device)  # refuses cuda without a GPU
         return {
             "num_learners": 0,
             "num_gpus_per_learner": 1 if device.type == "cuda" else 0,
             "local_gpu_idx": device.index or 0,
         }
-    # before Ray starts, the Ray that building the algorithm starts: this machine
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else local_gpus
-    placement = learner_placement(
-        settings.learner, settings.device, ray_address=ray_address, local_gpus=local_gpus,
-        cluster_gpus=cluster_gpus,
-    )  # fmt: skip
-    if placement == "driver":  # auto, and the cluster has no GPU either
-        return _learner_resources(dataclasses.replace(settings, learner="driver"), ray_address)
-    device = actor_device(settings.device, cluster_gpus)
-    if device == "cuda" and ray.is_initialized() and ray.available_resources().get("GPU", 0) < 1:
-        raise ValueError(
-            f"the learner actor needs a GPU and the Ray cluster's {cluster_gpus:g} are all "
-            f"taken; free one, or keep the learner here with --learner driver"
-        )
+    free = ray.available_resources().get("GPU", 0.0) if running else None
+    device = actor_device(settings.device, cluster_gpus, free)
     return {
         "num_learners": 1,
         "num_cpus_per_learner": 0,

@@ -142,6 +142,11 @@ def test_a_learner_actor_takes_a_gpu_of_the_cluster_or_the_cpu() -> None:
     assert actor_device("cpu", 4) == "cpu"
     assert actor_device("auto", 0) == "cpu"
     assert (actor_device("auto", 1), actor_device("cuda", 2)) == ("cuda", "cuda")
+    assert actor_device("cuda", 2, free_gpus=1) == "cuda" and actor_device("cpu", 2, 0) == "cpu"
+    with pytest.raises(ValueError, match=r"^the learner actor needs a GPU and the Ray cluster's "
+                                         r"2 are all taken; free one, or keep the learner here "
+                                         r"with --learner driver$"):  # fmt: skip
+        actor_device("auto", 2, free_gpus=0)
     for device, cluster, message in (
         ("cuda", 0, r"^device cuda was asked for the learner actor, but the Ray cluster has no "
                     r"GPU; use cpu or auto$"),
